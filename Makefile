@@ -1,0 +1,39 @@
+# s1kit — two set-up commands on a fresh machine (each creates and fills .venv):
+#   make demo    the main job (budget-forced generation on a tiny local model)
+#   make test    the test suite (CPU, no network)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+# Where there is no GPU we want the CPU build of torch. Set TORCH_CPU_INDEX (for example the
+# PyTorch CPU wheel index) on machines whose default index would give a CUDA build.
+TORCH_CPU_INDEX ?=
+EXTRAS ?= dev,eval,data
+
+.PHONY: demo test test-slow bench lint clean
+
+$(VENV)/.installed-$(EXTRAS): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1; then \
+	  $(PY) -m pip install -q "torch==$(TORCH_VERSION)"; \
+	else \
+	  $(PY) -m pip install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_CPU_INDEX),--index-url $(TORCH_CPU_INDEX)); \
+	fi
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: $(VENV)/.installed-$(EXTRAS)
+	$(VENV)/bin/s1kit demo --output-dir runs/demo
+
+test: $(VENV)/.installed-$(EXTRAS)
+	$(PY) -m pytest -q
+
+test-slow: $(VENV)/.installed-$(EXTRAS)
+	$(PY) -m pytest -q -m slow
+
+bench: $(VENV)/.installed-$(EXTRAS)
+	$(PY) bench/forcing.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -1,0 +1,195 @@
+"""Budget-forcing throughput: s1kit's single-pass engine vs HF generate and the s1 reference.
+
+    python bench/forcing.py                      # full run (batch 1, 8, 32), ~5 minutes on 2 cores
+    python bench/forcing.py --batch-sizes 8 --quick
+
+Model: a random-init Qwen2 (hidden 128, 4 layers, untied embeddings, about 40M parameters with
+the real 151,669-token Qwen vocabulary from ../shared/tokenizers/qwen), fixed seed, fp32 on CPU,
+whose output row for <|im_start|> is set so the model tries to end thinking on about 1% of steps.
+Workloads, all greedy:
+  (a) no forcing: plain generation of up to 256 new tokens; engine vs HF `model.generate`
+  (b) cap: 256 thinking tokens, then the forced end + answer (<= 32 tokens); engine vs reference
+  (c) extension: budget 512 with 2x "Wait" on the model's early stops; engine vs reference
+Every pair runs side by side in this process and must produce identical tokens; the table gives
+tokens per second and the engine's speed-up ratio. Results go to bench/results/forcing.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def load_prompts(tok, n: int) -> list[list[int]]:
+    """Chat prompts of MATH500 problems (varied lengths), or synthetic ones without ../shared."""
+    path = SHARED / "data/benchmarks/math500.jsonl"
+    if path.exists():
+        problems = [json.loads(line)["problem"] for line in open(path, encoding="utf-8")][:n]
+    else:
+        problems = [f"Compute {i} * {i + 7} and explain. " * (1 + i % 4) for i in range(n)]
+    from s1kit.formats import chatml
+
+    return [tok.encode(chatml(p[:600]), add_special_tokens=False) for p in problems]
+
+
+def build_model(tok):
+    from s1kit.synth.models import add_early_stops, param_count, tiny_qwen2
+
+    model = tiny_qwen2(len(tok), hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2,
+                       intermediate_size=512, tie_embeddings=False, seed=0, init_std=0.2)
+    add_early_stops(model, tok.convert_tokens_to_ids("<|im_start|>"), rate=0.01, seed=0)
+    return model, param_count(model)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def hf_generate(model, tok, prompts, max_new, eos):
+    """HF `model.generate`, left-padded batch, greedy; returns per-row generated ids."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        mask[i, width - len(p):] = 1
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
+                             eos_token_id=eos, pad_token_id=tok.pad_token_id, top_p=None, top_k=None,
+                             temperature=None)
+    rows = []
+    for row in out[:, width:].tolist():
+        cut = next((j + 1 for j, t in enumerate(row) if t in eos), len(row))
+        rows.append(row[:cut])
+    return rows
+
+
+def run_pair(name, batch, left, right):
+    """Run two engines on the same work (tokens = every id after the prompt); returns a table row."""
+    (_, a_ids), a_s = timed(left[1])
+    (_, b_ids), b_s = timed(right[1])
+    a_n, b_n = sum(map(len, a_ids)), sum(map(len, b_ids))
+    return {
+        "workload": name, "batch": batch, "engine": left[0], "baseline": right[0],
+        "tokens": a_n, "engine_s": round(a_s, 3), "baseline_s": round(b_s, 3),
+        "engine_tok_s": round(a_n / a_s, 1), "baseline_tok_s": round(b_n / b_s, 1),
+        "speedup": round(b_s / a_s, 2), "identical_tokens": a_ids == b_ids,
+    }
+
+
+def bench_batch(model, tok, prompts, batch, quick):
+    from s1kit.backends.base import Request
+    from s1kit.backends.hf import HFBackend
+    from s1kit.backends.reference import S1ReferenceBackend
+    from s1kit.forcing import BudgetPolicy
+
+    engine = HFBackend(model, tok, batch_size=batch)
+    ref = S1ReferenceBackend(model, tok, batch_size=batch)
+    eos = [tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id]
+    new_tokens = 64 if quick else 256
+    rows = []
+
+    plain = BudgetPolicy(max_thinking_tokens=None, max_answer_tokens=new_tokens)
+    reqs = [Request(p, plain, key=str(i)) for i, p in enumerate(prompts)]
+
+    def ours_plain():
+        res = engine.generate(reqs)
+        return res, [r.ids for r in res]
+
+    def hf_plain():
+        out = []
+        for s in range(0, len(prompts), batch):
+            out += hf_generate(model, tok, prompts[s:s + batch], new_tokens, eos)
+        return out, out
+
+    warm = [Request(p, BudgetPolicy(max_thinking_tokens=8, num_ignore=1, max_answer_tokens=4), key="w")
+            for p in prompts[:batch]]
+    engine.generate(warm)  # warm-up: first calls pay one-time allocation and dispatch costs
+    hf_generate(model, tok, prompts[:batch], 8, eos)
+    rows.append(run_pair("(a) no forcing", batch, ("s1kit", ours_plain), ("hf generate", hf_plain)))
+
+    for name, policy in [
+        ("(b) cap", BudgetPolicy(max_thinking_tokens=new_tokens, num_ignore=0, max_answer_tokens=32)),
+        ("(c) 2x Wait", BudgetPolicy(max_thinking_tokens=2 * new_tokens, num_ignore=2, max_answer_tokens=32)),
+    ]:
+        reqs = [Request(p, policy, key=str(i)) for i, p in enumerate(prompts)]
+
+        def ours(reqs=reqs):
+            res = engine.generate(reqs)
+            return res, [r.ids for r in res]
+
+        def reference(reqs=reqs):
+            res = ref.generate(sorted(reqs, key=lambda r: len(r.prompt_ids)))
+            by_key = {r.key: x for r, x in zip(sorted(reqs, key=lambda r: len(r.prompt_ids)), res)}
+            res = [by_key[r.key] for r in reqs]
+            return res, [r.ids for r in res]
+
+        row = run_pair(name, batch, ("s1kit", ours), ("s1 reference", reference))
+        res, _ = ours()
+        row["mean_waits"] = round(sum(r.waits_injected for r in res) / len(res), 2)
+        row["share_capped"] = round(sum(r.forced_end for r in res) / len(res), 2)
+        rows.append(row)
+    return rows
+
+
+def vllm_row(model_dir_hint: str) -> dict | None:
+    """vLLM's plain generation as a reference row, when vllm is installed (issue: vLLM backend)."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        return None
+    return {"workload": "(a) no forcing", "engine": "vllm", "note": "see bench/forcing_vllm.py"}
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| workload | batch | engine tok/s | baseline | baseline tok/s | speed-up | identical | waits | capped |\n"
+            "|---|---|---|---|---|---|---|---|---|")
+    lines = [f"| {r['workload']} | {r['batch']} | {r['engine_tok_s']} | {r['baseline']} | {r['baseline_tok_s']} | "
+             f"{r['speedup']}x | {r['identical_tokens']} | {r.get('mean_waits', '-')} | {r.get('share_capped', '-')} |"
+             for r in rows]
+    return "\n".join([head, *lines])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--quick", action="store_true", help="64 instead of 256 tokens (smoke run)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--output", default=str(ROOT / "bench/results/forcing.json"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(SHARED / "tokenizers/qwen"))
+    model, params = build_model(tok)
+    rows = []
+    for batch in [int(b) for b in args.batch_sizes.split(",")]:
+        prompts = load_prompts(tok, max(batch, 4))
+        rows += bench_batch(model, tok, prompts, batch, args.quick)
+        print(markdown(rows[-3:]), flush=True)
+    meta = {"params": params, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), "quick": args.quick}
+    extra = vllm_row("")
+    print(f"\nmodel: {params / 1e6:.1f}M params, fp32, {meta['threads']} threads\n")
+    print(markdown(rows))
+    if extra is None:
+        print("\nvLLM: not installed, no vLLM reference row (see the vLLM backend issue)")
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
