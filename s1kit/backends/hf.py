@@ -14,6 +14,7 @@ contiguous, which is what a re-prefill without those tokens computes.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Any, Sequence
 
 import torch
@@ -80,40 +81,106 @@ class HFBackend:
 
     @torch.inference_mode()
     def generate(self, requests: Sequence[Request], on_result: ResultCallback | None = None) -> list[SequenceResult]:
-        """Generate every request; batches are formed from prompts of similar length."""
+        """Generate every request with continuous batching; results come back in input order.
+
+        Prompts are admitted shortest first (less padding); when sequences finish, waiting
+        prompts take their slots, so the batch stays full until the queue runs dry.
+        """
         results: list[SequenceResult | None] = [None] * len(requests)
-        order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids))
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
+        queue = deque(sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids)))
 
-            def done(j: int, res: SequenceResult, chunk=chunk) -> None:
-                results[chunk[j]] = res
-                if on_result is not None:
-                    on_result(chunk[j], res)
+        def intake(n: int) -> list[tuple[int, Request]]:
+            return [(i, requests[i]) for i in (queue.popleft() for _ in range(min(n, len(queue))))]
 
-            _Batch(self, [requests[i] for i in chunk]).run(done)
+        def done(i: int, res: SequenceResult | BaseException) -> None:
+            if isinstance(res, BaseException):
+                raise res
+            results[i] = res
+            if on_result is not None:
+                on_result(i, res)
+
+        DecodeLoop(self).run(intake, done, more=lambda: bool(queue))
         return results  # type: ignore[return-value]
 
 
-class _Batch:
-    """One batch decoded in a single pass; rows leave as they finish."""
+class _Row:
+    """One live sequence in the running batch."""
 
-    def __init__(self, backend: HFBackend, requests: Sequence[Request]):
+    __slots__ = ("tag", "machine", "generator")
+
+    def __init__(self, tag: Any, machine: BudgetMachine, generator: torch.Generator | None):
+        self.tag, self.machine, self.generator = tag, machine, generator
+
+
+class DecodeLoop:
+    """The running batch: admits requests into free slots, decodes one token per row per step.
+
+    ``run(intake, done, more)`` pulls new ``(tag, request)`` pairs from ``intake(free_slots)``
+    whenever slots are free, reports each finished sequence with ``done(tag, result)`` (or
+    ``done(tag, exception)`` when a request cannot start), and returns when no row is live and
+    ``more()`` is False. ``on_step(tag, machine)``, if given, is called after each row's step
+    (streaming); tags in ``cancelled`` are stopped with finish_reason 'cancelled'.
+    """
+
+    TRIM_EVERY = 64  # steps between checks for cache columns no live row uses any more
+
+    def __init__(self, backend: HFBackend, on_step=None, cancelled: set | None = None):
         self.b = backend
-        self.requests = list(requests)
-        self.machines = [backend.machine(r) for r in requests]
-        self.generators = [self._generator(r) for r in requests]
+        self.on_step = on_step
+        self.cancelled = cancelled if cancelled is not None else set()
+        self.rows: list[_Row] = []
+        self.cache = None
+        self.mask: torch.Tensor | None = None  # [rows, columns] 1 where a cache slot is live
+        self.next_pos: list[int] = []  # logical position of each row's next token
+        self.logits: torch.Tensor | None = None  # [rows, vocab] for the next pick
 
-    def _generator(self, request: Request) -> torch.Generator | None:
-        if request.policy.temperature == 0:
-            return None
-        gen = torch.Generator(device="cpu")
-        gen.manual_seed(sample_seed(request.policy.seed, request.key))
-        return gen
+    def run(self, intake, done, more=lambda: False, wait=None) -> None:
+        steps = 0
+        while True:
+            free = self.b.batch_size - len(self.rows)
+            # admit in groups: each admission copies the cache, so wait for a few free slots
+            if free and (not self.rows or free >= max(1, self.b.batch_size // 4)):
+                self._admit(intake(free), done)
+            if not self.rows:
+                if more():
+                    continue
+                if wait is None or not wait():
+                    return
+                continue
+            feed = self._step(done)
+            if feed:
+                self._forward(feed)
+            steps += 1
+            if steps % self.TRIM_EVERY == 0:
+                self._trim()
 
-    def run(self, done) -> None:
+    # -- admission ---------------------------------------------------------------------------
+
+    def _admit(self, items, done) -> None:
+        rows, seqs = [], []
+        for tag, request in items:
+            try:
+                machine = self.b.machine(request)
+            except Exception as err:  # reported per request, the batch goes on
+                done(tag, err)
+                continue
+            rows.append(_Row(tag, machine, _generator(request)))
+            seqs.append(list(request.prompt_ids) + list(machine.prompt_suffix()))
+        if not rows:
+            return
+        cache, mask, logits = self._prefill(seqs)
+        self.next_pos += [len(s) for s in seqs]
+        if self.cache is None:
+            self.cache, self.mask, self.logits = cache, mask, logits
+        else:
+            self.mask = _merge_caches(self.cache, self.mask, cache, mask)
+            self.logits = torch.cat([self.logits, logits])
+        self.rows += rows
+
+    def _prefill(self, seqs: list[list[int]]):
+        from transformers import DynamicCache
+
         b, dev = self.b, self.b.device
-        seqs = [list(r.prompt_ids) + list(m.prompt_suffix()) for r, m in zip(self.requests, self.machines)]
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), b.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -121,74 +188,128 @@ class _Batch:
             ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
             mask[i, width - len(s):] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        from transformers import DynamicCache
-
         cache = DynamicCache(config=b.model.config)
-        out = b.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                      past_key_values=cache, use_cache=True, logits_to_keep=1)
         mask = mask.to(dev)
-        next_pos = mask.sum(-1)  # position of each row's next token
-        rows = list(range(len(seqs)))  # batch row -> index into self.machines
-        ctx = b.context_window
-        while rows:
-            logits = out.logits[:, -1, :]
-            feed, keep = self._step(logits, rows, mask, next_pos, done, ctx)
-            if not keep:
-                break
-            if len(keep) < len(rows):
-                idx = torch.tensor(keep, device=dev)
-                cache.batch_select_indices(idx)
-                mask, next_pos = mask[idx], next_pos[idx]
-                rows = [rows[k] for k in keep]
-            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
-            inp = torch.tensor(feed, dtype=torch.long, device=dev).unsqueeze(1)
-            out = b.model(input_ids=inp, attention_mask=mask, position_ids=next_pos.unsqueeze(1),
-                          past_key_values=cache, use_cache=True, logits_to_keep=1)
-            next_pos = next_pos + 1
+        out = b.model(input_ids=ids.to(dev), attention_mask=mask, position_ids=pos.to(dev),
+                      past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return cache, mask, out.logits[:, -1, :]
 
-    def _step(self, logits: torch.Tensor, rows: list[int], mask: torch.Tensor, next_pos: torch.Tensor,
-              done, ctx: int | None) -> tuple[list[int], list[int]]:
-        """Pick each row's next input; returns (inputs of the rows that go on, their batch rows)."""
-        picked = self._sample(logits, rows)
+    # -- decoding ----------------------------------------------------------------------------
+
+    def _step(self, done) -> list[int]:
+        """Pick each row's next input, retire finished rows; returns the inputs of the rest."""
+        picked = self._sample()
+        ctx = self.b.context_window
         feed, keep = [], []
-        for k, i in enumerate(rows):
-            m = self.machines[i]
-            if m.has_forced():
+        width = self.mask.shape[1]
+        for k, row in enumerate(self.rows):
+            m = row.machine
+            if row.tag in self.cancelled:
+                m.stop("cancelled")
+                tok = None
+            elif m.has_forced():
                 tok = m.pop_forced()
             else:
                 d = m.consume(picked[k])
                 if d.rollback:
-                    width = mask.shape[1]
-                    mask[k, width - d.rollback:] = 0
-                    next_pos[k] -= d.rollback
+                    self.mask[k, width - d.rollback:] = 0
+                    self.next_pos[k] -= d.rollback
                 tok = picked[k] if d.accept else (m.pop_forced() if m.has_forced() else None)
-            if not m.done and ctx is not None and int(next_pos[k]) >= ctx:
+            if not m.done and ctx is not None and self.next_pos[k] >= ctx:
                 m.stop("length")  # the context window is full
+            if self.on_step is not None:
+                self.on_step(row.tag, m)
             if m.done or tok is None:
                 if not m.done:
                     m.stop("length")
-                done(i, m.result())
+                self.cancelled.discard(row.tag)
+                done(row.tag, m.result())
                 continue
             feed.append(tok)
             keep.append(k)
-        return feed, keep
+        if len(keep) < len(self.rows):
+            self._select(keep)
+        return feed
 
-    def _sample(self, logits: torch.Tensor, rows: list[int]) -> list[int]:
+    def _select(self, keep: list[int]) -> None:
+        if not keep:
+            self.rows, self.next_pos, self.cache, self.mask, self.logits = [], [], None, None, None
+            return
+        idx = torch.tensor(keep, device=self.b.device)
+        self.cache.batch_select_indices(idx)
+        self.mask = self.mask[idx]
+        self.rows = [self.rows[k] for k in keep]
+        self.next_pos = [self.next_pos[k] for k in keep]
+
+    def _forward(self, feed: list[int]) -> None:
+        dev = self.b.device
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(feed), 1))], dim=1)
+        inp = torch.tensor(feed, dtype=torch.long, device=dev).unsqueeze(1)
+        pos = torch.tensor(self.next_pos, dtype=torch.long, device=dev).unsqueeze(1)
+        out = self.b.model(input_ids=inp, attention_mask=self.mask, position_ids=pos,
+                           past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        self.next_pos = [p + 1 for p in self.next_pos]
+        self.logits = out.logits[:, -1, :]
+
+    def _trim(self) -> None:
+        """Drop leading cache columns that no live row attends to (left over from finished rows)."""
+        if self.mask is None:
+            return
+        live = self.mask.any(0).nonzero()
+        first = int(live[0]) if len(live) else 0
+        if first >= 32:
+            self.mask = self.mask[:, first:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+
+    def _sample(self) -> list[int]:
         """Greedy rows in one argmax; banned ids and sampling handled per row only where needed."""
+        logits = self.logits
         greedy = logits.argmax(-1).tolist()
-        for k, i in enumerate(rows):
-            m = self.machines[i]
+        for k, row in enumerate(self.rows):
+            m = row.machine
             if m.has_forced():
                 continue
             banned = m.banned_ids()
-            gen = self.generators[i]
-            if gen is None and (not banned or greedy[k] not in banned):
+            if row.generator is None and (not banned or greedy[k] not in banned):
                 continue
-            row = logits[k].float().clone()
+            vec = logits[k].float().clone()
             if banned:
-                row[list(banned)] = float("-inf")
-            greedy[k] = int(row.argmax()) if gen is None else _sample_row(row, m.policy, gen)
+                vec[list(banned)] = float("-inf")
+            greedy[k] = int(vec.argmax()) if row.generator is None else _sample_row(vec, m.policy, row.generator)
         return greedy
+
+
+def _generator(request: Request) -> torch.Generator | None:
+    if request.policy.temperature == 0:
+        return None
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(sample_seed(request.policy.seed, request.key))
+    return gen
+
+
+def _merge_caches(cache, mask: torch.Tensor, new_cache, new_mask: torch.Tensor) -> torch.Tensor:
+    """Append the rows of ``new_cache`` to ``cache`` (in place), left-padding the shorter side.
+
+    Padding slots are masked out, and position ids are explicit, so a row's outputs do not
+    depend on how many columns sit to its left.
+    """
+    width = max(mask.shape[1], new_mask.shape[1])
+    for layer, new in zip(cache.layers, new_cache.layers):
+        layer.keys = torch.cat([_left_pad(layer.keys, width), _left_pad(new.keys, width)])
+        layer.values = torch.cat([_left_pad(layer.values, width), _left_pad(new.values, width)])
+    return torch.cat([_left_pad(mask, width), _left_pad(new_mask, width)])
+
+
+def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
+    """Zero-pad the sequence axis (dim -2 for KV [B,H,T,D], dim -1 for masks [B,T]) on the left."""
+    axis = -2 if t.dim() == 4 else -1
+    missing = width - t.shape[axis]
+    if missing == 0:
+        return t
+    shape = list(t.shape)
+    shape[axis] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=axis)
 
 
 def _sample_row(row: torch.Tensor, policy, gen: torch.Generator) -> int:

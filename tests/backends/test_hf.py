@@ -135,3 +135,26 @@ def test_prompt_longer_than_context_and_auto_budget(plain_model, qwen_tokenizer)
     assert m.max_thinking == 64 - len(auto.prompt_ids) - 10 - m.cp.forced_overhead()
     res = backend.generate([auto])[0]
     assert len(auto.prompt_ids) + len(m.prompt_suffix()) + len(res.ids) <= 64
+
+
+def test_continuous_batching_refills_and_trims_without_changing_outputs(stopping_model, qwen_tokenizer, monkeypatch):
+    from s1kit.backends import hf
+
+    tok = qwen_tokenizer
+    policy = BudgetPolicy(max_thinking_tokens=70, num_ignore=2, max_answer_tokens=10)
+    trims = []
+    original = hf.DecodeLoop._trim
+
+    def spy(self):
+        before = None if self.mask is None else self.mask.shape[1]
+        original(self)
+        trims.append((before, None if self.mask is None else self.mask.shape[1]))
+
+    monkeypatch.setattr(hf.DecodeLoop, "TRIM_EVERY", 4)
+    monkeypatch.setattr(hf.DecodeLoop, "_trim", spy)
+    many = requests(tok, policy) + [Request(chat_prompt(tok, q * 3), policy, key=f"x{i}") for i, q in enumerate(QUESTIONS)]
+    refilled = HFBackend(stopping_model, tok, batch_size=2).generate(many)
+    assert any(b is not None and a is not None and b < a for a, b in trims), "no cache columns were trimmed"
+    alone = HFBackend(stopping_model, tok, batch_size=1).generate(many)
+    assert [r.ids for r in refilled] == [r.ids for r in alone]
+    assert [r.waits_injected for r in refilled] == [r.waits_injected for r in alone]
