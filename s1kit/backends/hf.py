@@ -103,6 +103,22 @@ class HFBackend:
         return results  # type: ignore[return-value]
 
 
+class Prefilled:
+    """A sequence that enters the batch with its KV cache already computed (a sweep branch).
+
+    ``kv`` holds one (keys, values) pair per layer, each [kv_heads, length, head_dim], for the
+    prompt and the machine's ids so far; the machine must have forced ids queued (the branch's
+    close), so no logits are needed to take its first step.
+    """
+
+    __slots__ = ("machine", "kv", "next_pos")
+
+    def __init__(self, machine: BudgetMachine, kv: list[tuple[torch.Tensor, torch.Tensor]], next_pos: int):
+        if not machine.has_forced():
+            raise ValueError("a prefilled row needs forced ids queued")
+        self.machine, self.kv, self.next_pos = machine, kv, next_pos
+
+
 class _Row:
     """One live sequence in the running batch."""
 
@@ -118,15 +134,19 @@ class DecodeLoop:
     ``run(intake, done, more)`` pulls new ``(tag, request)`` pairs from ``intake(free_slots)``
     whenever slots are free, reports each finished sequence with ``done(tag, result)`` (or
     ``done(tag, exception)`` when a request cannot start), and returns when no row is live and
-    ``more()`` is False. ``on_step(tag, machine)``, if given, is called after each row's step
+    ``more()`` is False. Intake items may also be ``(tag, Prefilled)``: rows that bring their
+    KV cache (``on_finish_kv`` exports a finished row's cache for that). ``on_step(tag, machine)``, if given, is called after each row's step
     (streaming); tags in ``cancelled`` are stopped with finish_reason 'cancelled'.
     """
 
     TRIM_EVERY = 64  # steps between checks for cache columns no live row uses any more
 
-    def __init__(self, backend: HFBackend, on_step=None, cancelled: set | None = None):
+    def __init__(self, backend: HFBackend, on_step=None, cancelled: set | None = None, on_finish_kv=None,
+                 batch_size: int | None = None):
         self.b = backend
+        self.batch_size = batch_size or backend.batch_size
         self.on_step = on_step
+        self.on_finish_kv = on_finish_kv  # (tag, [(keys, values)] per layer) when a row finishes
         self.cancelled = cancelled if cancelled is not None else set()
         self.rows: list[_Row] = []
         self.cache = None
@@ -137,9 +157,9 @@ class DecodeLoop:
     def run(self, intake, done, more=lambda: False, wait=None) -> None:
         steps = 0
         while True:
-            free = self.b.batch_size - len(self.rows)
+            free = self.batch_size - len(self.rows)
             # admit in groups: each admission copies the cache, so wait for a few free slots
-            if free and (not self.rows or free >= max(1, self.b.batch_size // 4)):
+            if free and (not self.rows or free >= max(1, self.batch_size // 4)):
                 self._admit(intake(free), done)
             if not self.rows:
                 if more():
@@ -157,8 +177,14 @@ class DecodeLoop:
     # -- admission ---------------------------------------------------------------------------
 
     def _admit(self, items, done) -> None:
+        items = list(items)
+        ready = [(tag, item) for tag, item in items if isinstance(item, Prefilled)]
+        if ready:
+            self._admit_prefilled(ready)
         rows, seqs = [], []
         for tag, request in items:
+            if isinstance(request, Prefilled):
+                continue
             try:
                 machine = self.b.machine(request)
             except Exception as err:  # reported per request, the batch goes on
@@ -169,12 +195,34 @@ class DecodeLoop:
         if not rows:
             return
         cache, mask, logits = self._prefill(seqs)
-        self.next_pos += [len(s) for s in seqs]
+        self._join(rows, cache, mask, logits, [len(s) for s in seqs])
+
+    def _admit_prefilled(self, items) -> None:
+        from transformers import DynamicCache
+
+        width = max(p.kv[0][0].shape[-2] for _, p in items)
+        cache = DynamicCache(config=self.b.model.config)
+        for li, layer in enumerate(cache.layers):
+            keys = torch.stack([_left_pad(p.kv[li][0].unsqueeze(0), width)[0] for _, p in items])
+            values = torch.stack([_left_pad(p.kv[li][1].unsqueeze(0), width)[0] for _, p in items])
+            layer.lazy_initialization(keys, values)
+            layer.keys, layer.values = keys, values
+        mask = torch.zeros((len(items), width), dtype=torch.long, device=self.b.device)
+        for i, (_, p) in enumerate(items):
+            mask[i, width - p.kv[0][0].shape[-2]:] = 1
+        vocab = self.b.model.get_output_embeddings().weight.shape[0]
+        logits = torch.zeros((len(items), vocab), device=self.b.device)  # unused: forced ids come first
+        rows = [_Row(tag, p.machine, None) for tag, p in items]
+        self._join(rows, cache, mask, logits, [p.next_pos for _, p in items])
+
+    def _join(self, rows, cache, mask, logits, next_pos) -> None:
+        """Add admitted rows (with their cache, mask and first logits) to the running batch."""
+        self.next_pos += next_pos
         if self.cache is None:
             self.cache, self.mask, self.logits = cache, mask, logits
         else:
             self.mask = _merge_caches(self.cache, self.mask, cache, mask)
-            self.logits = torch.cat([self.logits, logits])
+            self.logits = torch.cat([self.logits, logits.to(self.logits.dtype)])
         self.rows += rows
 
     def _prefill(self, seqs: list[list[int]]):
@@ -223,6 +271,8 @@ class DecodeLoop:
                 if not m.done:
                     m.stop("length")
                 self.cancelled.discard(row.tag)
+                if self.on_finish_kv is not None:
+                    self.on_finish_kv(row.tag, self._row_kv(k))
                 done(row.tag, m.result())
                 continue
             feed.append(tok)
@@ -230,6 +280,11 @@ class DecodeLoop:
         if len(keep) < len(self.rows):
             self._select(keep)
         return feed
+
+    def _row_kv(self, k: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Row k's cache without its masked columns: [kv_heads, live length, head_dim] per layer."""
+        live = self.mask[k].bool()
+        return [(layer.keys[k][:, live].clone(), layer.values[k][:, live].clone()) for layer in self.cache.layers]
 
     def _select(self, keep: list[int]) -> None:
         if not keep:

@@ -5,11 +5,11 @@ the same :class:`BudgetMachine`; backends only feed tokens and apply its decisio
 """
 
 from s1kit.forcing.machine import (BudgetMachine, CompiledPolicy, Decision, Phase, PromptTooLong,
-                                   SequenceResult, StopSet, TokenCodec, simulate)
+                                   SequenceResult, StopSet, TokenCodec, replay_until_closed, simulate)
 from s1kit.forcing.policy import AUTO, PRESETS, BudgetPolicy
 from s1kit.forcing.validation import ConfigError
 
 __all__ = [
     "AUTO", "PRESETS", "BudgetMachine", "BudgetPolicy", "CompiledPolicy", "ConfigError", "Decision",
-    "Phase", "PromptTooLong", "SequenceResult", "StopSet", "TokenCodec", "simulate",
+    "Phase", "PromptTooLong", "SequenceResult", "StopSet", "TokenCodec", "replay_until_closed", "simulate",
 ]

@@ -165,6 +165,7 @@ class BudgetMachine:
         self.answer_start = 0 if max_thinking is None else None
         self.answer_end: int | None = None
         self.forced_spans: list[list[int]] = []  # [start, end) of each forced run in ids
+        self.sampled: list[int] = []  # every token given to consume(), to replay the run
         self._floor = 0  # stop sequences are only searched in ids[_floor:] (never in forced text)
         self._ban = True  # as s1's min_tokens=1: no stop as the first token of a thinking round
         if max_thinking == 0:
@@ -205,6 +206,7 @@ class BudgetMachine:
         """Account for a sampled token and decide what happens next."""
         if self.queue or self.phase is Phase.DONE:
             raise RuntimeError("consume() called while forced ids are pending or after DONE")
+        self.sampled.append(tok)
         self.ids.append(tok)
         if self.phase is Phase.THINKING:
             return self._consume_thinking()
@@ -298,6 +300,7 @@ class BudgetMachine:
             forced_end=self.forced_end,
             finish_reason=self.finish_reason or "length",
             forced_spans=[tuple(span) for span in self.forced_spans],
+            sampled=list(self.sampled),
         )
 
 
@@ -317,6 +320,27 @@ class SequenceResult:
     finish_reason: str
     forced_spans: list[tuple[int, int]] = field(default_factory=list)
     """[start, end) index ranges of ``ids`` that were forced, not sampled."""
+    sampled: list[int] = field(default_factory=list)
+    """Every token the model produced, suppressed stops included (replays a run exactly)."""
+
+
+def replay_until_closed(machine: BudgetMachine, sampled: Sequence[int]) -> bool:
+    """Feed a recorded run's sampled tokens until this machine closes its thinking.
+
+    Returns True when it closed (its forced close ids are then queued). Because a machine's
+    decisions depend only on the tokens it sees, a machine with a smaller cap or fewer ignores
+    follows the recorded run exactly up to the point where its own thinking ends: that point is
+    where a budget sweep branches off the longest run.
+    """
+    if machine.phase is not Phase.THINKING:
+        return True  # a zero budget closes at once
+    for tok in sampled:
+        while machine.has_forced():
+            machine.pop_forced()  # ids the recorded run was forced to feed too (ignore strings)
+        machine.consume(tok)
+        if machine.phase is not Phase.THINKING:
+            return True
+    return False
 
 
 def simulate(machine: BudgetMachine, next_token: Callable[[list[int], frozenset[int]], int],
