@@ -3,6 +3,7 @@
     s1kit demo                                   # budget forcing on a tiny local model
     s1kit generate --model PATH --input prompts.jsonl --output out.jsonl --max-thinking-tokens 2048 --num-ignore 2
     s1kit generate --config recipes/generate-s1.yaml --prompt "How many r in raspberry?"
+    s1kit eval --model PATH --benchmarks math500,aime24 --budgets 512,1024,2048 --waits 0,1,2
 
 A YAML recipe (``--config``) sets defaults, with sections ``generate:`` and ``policy:``; flags override.
 """
@@ -32,20 +33,50 @@ def _generate_parser(sub) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from s1kit.forcing import BudgetPolicy
     from s1kit.generate import GenerateConfig, run_generate
 
     recipe = load_yaml(args.config) if args.config else {}
     cfg = resolve(GenerateConfig, args, recipe, "generate")
-    preset = getattr(args, "preset", None) or recipe.get("preset", "s1")
-    base = BudgetPolicy.preset(preset)
-    policy_values = {**base.to_dict(), **(recipe.get("policy") or {})}
-    policy_values.update({k: v for k, v in vars(args).items() if k in policy_values})
-    policy = BudgetPolicy.from_dict(policy_values)
-    manifest = run_generate(cfg, policy)
+    manifest = run_generate(cfg, _policy(args, recipe))
     logging.getLogger("s1kit").info("wrote %s", cfg.output)
     sys.stdout.write(json.dumps(manifest["counts"]) + "\n")
     return 0
+
+
+def _eval_parser(sub) -> None:
+    from s1kit.eval.run import EvalConfig
+    from s1kit.forcing import BudgetPolicy
+
+    p = sub.add_parser("eval", help="budget-forced evaluation on benchmarks, graded offline, scaling curves",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML recipe with 'eval:' and 'policy:' sections")
+    p.add_argument("--preset", choices=["s1", "r1"], default=argparse.SUPPRESS, help="delimiter preset (default: s1)")
+    add_dataclass_arguments(p, EvalConfig, "evaluation")
+    add_dataclass_arguments(p, BudgetPolicy, "budget forcing policy")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from s1kit.eval.run import EvalConfig, run_eval
+
+    recipe = load_yaml(args.config) if args.config else {}
+    cfg = resolve(EvalConfig, args, recipe, "eval")
+    results = run_eval(cfg, _policy(args, recipe))
+    sys.stdout.write(json.dumps({b: {"performance": r["performance"], "control": r["control"],
+                                     "scaling_per_1k_tokens": r["scaling_per_1k_tokens"]}
+                                 for b, r in results["benchmarks"].items()}) + "\n")
+    sys.stdout.write(f"report: {cfg.output_dir}/report.md\n")
+    return 0
+
+
+def _policy(args: argparse.Namespace, recipe: dict):
+    """The policy: preset, then the recipe's 'policy:' section, then flags."""
+    from s1kit.forcing import BudgetPolicy
+
+    preset = getattr(args, "preset", None) or recipe.get("preset", "s1")
+    values = {**BudgetPolicy.preset(preset).to_dict(), **(recipe.get("policy") or {})}
+    values.update({k: v for k, v in vars(args).items() if k in values})
+    return BudgetPolicy.from_dict(values)
 
 
 def _demo_parser(sub) -> None:
@@ -73,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True)
     _demo_parser(sub)
     _generate_parser(sub)
+    _eval_parser(sub)
     return parser
 
 

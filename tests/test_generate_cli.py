@@ -88,15 +88,18 @@ def test_bad_flag_value_fails_naming_the_field(model_dir, capsys):
     assert "min_thinking_tokens=-2" in capsys.readouterr().err
 
 
-def test_help_documents_every_field():
-    out = subprocess.run([sys.executable, "-m", "s1kit.cli", "generate", "--help"], capture_output=True, text=True,
+@pytest.mark.parametrize("verb", ["generate", "eval"])
+def test_help_documents_every_field(verb):
+    out = subprocess.run([sys.executable, "-m", "s1kit.cli", verb, "--help"], capture_output=True, text=True,
                          check=True).stdout
     from dataclasses import fields
 
+    from s1kit.eval.run import EvalConfig
     from s1kit.forcing import BudgetPolicy
     from s1kit.generate import GenerateConfig
 
-    for f in (*fields(GenerateConfig), *fields(BudgetPolicy)):
+    stage = GenerateConfig if verb == "generate" else EvalConfig
+    for f in (*fields(stage), *fields(BudgetPolicy)):
         assert "--" + f.name.replace("_", "-") in out
 
 
