@@ -57,12 +57,10 @@ def timed(fn):
 
 def hf_generate(model, tok, prompts, max_new, eos):
     """HF `model.generate`, left-padded batch, greedy; returns per-row generated ids."""
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p)
-        mask[i, width - len(p):] = 1
+    from s1kit.backends.hf import left_pad_batch
+
+    ids, mask = left_pad_batch(prompts, tok.pad_token_id)
+    width = ids.shape[1]
     with torch.inference_mode():
         out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
                              eos_token_id=eos, pad_token_id=tok.pad_token_id, top_p=None, top_k=None,

@@ -18,18 +18,24 @@ import sys
 from s1kit.config import ConfigError, add_dataclass_arguments, load_yaml, resolve
 
 
-def _generate_parser(sub) -> None:
+def _policy_stage_parser(sub, verb: str, help_text: str, config_cls, section: str, func) -> None:
+    """A verb whose flags are a stage config plus the BudgetPolicy, with an optional YAML recipe."""
     from s1kit.forcing import BudgetPolicy
-    from s1kit.generate import GenerateConfig
 
-    p = sub.add_parser("generate", help="budget-forced generation for prompts (JSONL or --prompt)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML recipe with 'generate:' and 'policy:' sections")
+    p = sub.add_parser(verb, help=help_text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help=f"YAML recipe with '{section}:' and 'policy:' sections")
     p.add_argument("--preset", choices=["s1", "r1"], default=argparse.SUPPRESS,
                    help="delimiter preset for the policy (default: s1)")
-    add_dataclass_arguments(p, GenerateConfig, "generation")
+    add_dataclass_arguments(p, config_cls, section)
     add_dataclass_arguments(p, BudgetPolicy, "budget forcing policy")
-    p.set_defaults(func=_cmd_generate)
+    p.set_defaults(func=func)
+
+
+def _generate_parser(sub) -> None:
+    from s1kit.generate import GenerateConfig
+
+    _policy_stage_parser(sub, "generate", "budget-forced generation for prompts (JSONL or --prompt)",
+                         GenerateConfig, "generate", _cmd_generate)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -45,15 +51,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _eval_parser(sub) -> None:
     from s1kit.eval.run import EvalConfig
-    from s1kit.forcing import BudgetPolicy
 
-    p = sub.add_parser("eval", help="budget-forced evaluation on benchmarks, graded offline, scaling curves",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML recipe with 'eval:' and 'policy:' sections")
-    p.add_argument("--preset", choices=["s1", "r1"], default=argparse.SUPPRESS, help="delimiter preset (default: s1)")
-    add_dataclass_arguments(p, EvalConfig, "evaluation")
-    add_dataclass_arguments(p, BudgetPolicy, "budget forcing policy")
-    p.set_defaults(func=_cmd_eval)
+    _policy_stage_parser(sub, "eval", "budget-forced evaluation on benchmarks, graded offline, scaling curves",
+                         EvalConfig, "eval", _cmd_eval)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

@@ -229,12 +229,7 @@ class DecodeLoop:
         from transformers import DynamicCache
 
         b, dev = self.b, self.b.device
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), b.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s):] = 1
+        ids, mask = left_pad_batch(seqs, b.pad_id)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=b.model.config)
         mask = mask.to(dev)
@@ -333,6 +328,17 @@ class DecodeLoop:
                 vec[list(banned)] = float("-inf")
             greedy[k] = int(vec.argmax()) if row.generator is None else _sample_row(vec, m.policy, row.generator)
         return greedy
+
+
+def left_pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and attention mask ([batch, longest]) for prompts of different lengths."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
+        mask[i, width - len(s):] = 1
+    return ids, mask
 
 
 def _generator(request: Request) -> torch.Generator | None:

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from s1kit.backends.base import HFCodec, Request, ResultCallback
+from s1kit.backends.hf import left_pad_batch
 from s1kit.forcing import CompiledPolicy, SequenceResult
 
 
@@ -117,12 +118,8 @@ class S1ReferenceBackend:
         if max_new <= 0:
             return [[] for _ in seqs]
         dev = next(self.model.parameters()).device
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, s in enumerate(seqs):
-            ids[i, width - len(s):] = torch.tensor(s)
-            mask[i, width - len(s):] = 1
+        ids, mask = left_pad_batch(seqs, self.pad_id)
+        width = ids.shape[1]
         out = self.model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), max_new_tokens=max_new,
                                   min_new_tokens=min_new, do_sample=False, eos_token_id=eos or None,
                                   pad_token_id=self.pad_id, top_p=None, top_k=None, temperature=None)
