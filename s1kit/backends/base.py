@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
-from s1kit.forcing import BudgetPolicy, SequenceResult
+from s1kit.forcing import BudgetMachine, BudgetPolicy, CompiledPolicy, PromptTooLong, SequenceResult
 
 
 class HFCodec:
@@ -30,6 +30,31 @@ class HFCodec:
     def eos_ids(self) -> list[int]:
         eos = self.tokenizer.eos_token_id
         return [] if eos is None else [eos]
+
+
+class MachineFactory:
+    """Builds the budget-forcing machine of a request; mixed into every backend.
+
+    Needs ``self.codec`` (HFCodec) and ``self.context_window`` (int or None). Each policy's
+    strings are tokenized once and shared by all sequences that use it.
+    """
+
+    codec: HFCodec
+    context_window: int | None
+
+    def compile(self, policy: BudgetPolicy) -> CompiledPolicy:
+        cache = self.__dict__.setdefault("_compiled", {})
+        if policy not in cache:
+            cache[policy] = CompiledPolicy(policy, self.codec, self.codec.eos_ids())
+        return cache[policy]
+
+    def machine(self, request: "Request") -> BudgetMachine:
+        """A machine for one request; raises PromptTooLong if the prompt leaves no room."""
+        cp = self.compile(request.policy)
+        prompt_len = len(request.prompt_ids) + len(cp.start_ids)
+        if self.context_window is not None and prompt_len >= self.context_window:
+            raise PromptTooLong(prompt_len, self.context_window)
+        return BudgetMachine(cp, cp.resolve_max_thinking(len(request.prompt_ids), self.context_window))
 
 
 @dataclass

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 import torch
 
-from s1kit.backends.base import HFCodec, Request, ResultCallback, sample_seed
-from s1kit.forcing import BudgetMachine, CompiledPolicy, PromptTooLong, SequenceResult
+from s1kit.backends.base import HFCodec, MachineFactory, Request, ResultCallback, sample_seed
+from s1kit.forcing import BudgetMachine, SequenceResult
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-class HFBackend:
+class HFBackend(MachineFactory):
     """Budget-forced generation on a transformers causal LM."""
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, context_window: int | None = None):
@@ -47,7 +47,6 @@ class HFBackend:
         self.context_window = context_window or getattr(model.config, "max_position_embeddings", None)
         self.device = next(model.parameters()).device
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self._compiled: dict[Any, CompiledPolicy] = {}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, revision: str | None = None, batch_size: int = 8,
@@ -64,20 +63,6 @@ class HFBackend:
         return cls(model, tok, batch_size=batch_size)
 
     # ------------------------------------------------------------------------------------------
-
-    def compile(self, policy) -> CompiledPolicy:
-        cp = self._compiled.get(policy)
-        if cp is None:
-            cp = self._compiled[policy] = CompiledPolicy(policy, self.codec, self.codec.eos_ids())
-        return cp
-
-    def machine(self, request: Request) -> BudgetMachine:
-        """A machine for one request; raises PromptTooLong if the prompt leaves no room."""
-        cp = self.compile(request.policy)
-        prompt_len = len(request.prompt_ids) + len(cp.start_ids)
-        if self.context_window is not None and prompt_len >= self.context_window:
-            raise PromptTooLong(prompt_len, self.context_window)
-        return BudgetMachine(cp, cp.resolve_max_thinking(len(request.prompt_ids), self.context_window))
 
     @torch.inference_mode()
     def generate(self, requests: Sequence[Request], on_result: ResultCallback | None = None) -> list[SequenceResult]:
