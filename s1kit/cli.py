@@ -4,6 +4,7 @@
     s1kit generate --model PATH --input prompts.jsonl --output out.jsonl --max-thinking-tokens 2048 --num-ignore 2
     s1kit generate --config recipes/generate-s1.yaml --prompt "How many r in raspberry?"
     s1kit eval --model PATH --benchmarks math500,aime24 --budgets 512,1024,2048 --waits 0,1,2
+    s1kit serve --model PATH                     # OpenAI-compatible, per-request budget fields
 
 A YAML recipe (``--config``) sets defaults, with sections ``generate:`` and ``policy:``; flags override.
 """
@@ -79,6 +80,23 @@ def _policy(args: argparse.Namespace, recipe: dict):
     return BudgetPolicy.from_dict(values)
 
 
+def _serve_parser(sub) -> None:
+    from s1kit.serve.app import ServeConfig
+
+    p = sub.add_parser("serve", help="OpenAI-compatible server with per-request budget forcing (extra: serve)")
+    p.add_argument("--config", help="YAML recipe with a 'serve:' section")
+    add_dataclass_arguments(p, ServeConfig)
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from s1kit.serve.app import ServeConfig, run_serve
+
+    recipe = load_yaml(args.config) if args.config else {}
+    run_serve(resolve(ServeConfig, args, recipe, "serve"))
+    return 0
+
+
 def _demo_parser(sub) -> None:
     from s1kit.demo import DemoConfig
 
@@ -105,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_parser(sub)
     _generate_parser(sub)
     _eval_parser(sub)
+    _serve_parser(sub)
     return parser
 
 

@@ -37,8 +37,8 @@ import random
 import threading
 from typing import Any, Sequence
 
-from s1kit.backends.base import HFCodec, Request, ResultCallback, sample_seed
-from s1kit.forcing import AUTO, BudgetMachine, CompiledPolicy, Phase, PromptTooLong, SequenceResult
+from s1kit.backends.base import HFCodec, MachineFactory, Request, ResultCallback, sample_seed
+from s1kit.forcing import AUTO, BudgetMachine, Phase, SequenceResult
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -60,7 +60,7 @@ def _httpx():
     return httpx
 
 
-class RemoteBackend:
+class RemoteBackend(MachineFactory):
     """Budget-forced generation over an OpenAI-compatible completions server, in exact rounds."""
 
     def __init__(self, base_url: str, model: str, *, tokenizer: Any, api_key_env: str | None = None,
@@ -102,24 +102,10 @@ class RemoteBackend:
             if not key:
                 raise ValueError(f"the environment variable {api_key_env} (api_key_env) is not set")
             self._headers["Authorization"] = f"Bearer {key}"
-        self._compiled: dict[Any, CompiledPolicy] = {}
         self.rounds = 0
         self.retries = 0
 
     # -- public --------------------------------------------------------------------------------
-
-    def compile(self, policy) -> CompiledPolicy:
-        cp = self._compiled.get(policy)
-        if cp is None:
-            cp = self._compiled[policy] = CompiledPolicy(policy, self.codec, self.codec.eos_ids())
-        return cp
-
-    def machine(self, request: Request) -> BudgetMachine:
-        cp = self.compile(request.policy)
-        prompt_len = len(request.prompt_ids) + len(cp.start_ids)
-        if self.context_window is not None and prompt_len >= self.context_window:
-            raise PromptTooLong(prompt_len, self.context_window)
-        return BudgetMachine(cp, cp.resolve_max_thinking(len(request.prompt_ids), self.context_window))
 
     def generate(self, requests: Sequence[Request], on_result: ResultCallback | None = None) -> list[SequenceResult]:
         """Generate every request (results in input order); on_result(i, result) as each finishes."""

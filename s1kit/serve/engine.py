@@ -1,0 +1,488 @@
+"""The serving engine: one continuous-batching DecodeLoop in a background thread, shared by all requests.
+
+    engine = EngineService(HFBackend.from_pretrained(path), max_num_seqs=16, max_queue=256)
+    engine.start()
+    machine = engine.prepare(prompt_ids, policy, max_tokens=256)      # validates, may raise
+    tag = engine.submit(Job(request, machine, sink=on_event, stream=True))
+    engine.cancel(tag)                                                 # client went away
+    engine.stop()
+
+Requests from any thread (the asyncio server, tests) go into a thread-safe intake queue; the
+decode thread pulls them into free batch slots of :class:`s1kit.backends.hf.DecodeLoop`, so
+concurrent requests share every forward pass. Each job reports through its ``sink`` (called on the
+decode thread; the server wraps it in ``loop.call_soon_threadsafe``): :class:`Delta` events while
+it runs (streaming jobs only), then exactly one :class:`Finished` or :class:`Failed`.
+
+Streaming text is detokenized incrementally (prefix/read offsets; text ending in U+FFFD waits for
+the rest of its bytes) and split into reasoning (``ids[:thinking_end_at]``) and content
+(``ids[answer_start:answer_end]``) exactly where :meth:`BudgetMachine.result` splits them; tokens
+that a multi-token stop sequence could still remove are held back, so the concatenated deltas
+always equal the final texts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from s1kit.backends.base import Request
+from s1kit.forcing import (AUTO, BudgetMachine, BudgetPolicy, CompiledPolicy, ConfigError, Phase, PromptTooLong,
+                           SequenceResult)
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# events and jobs
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Delta:
+    """New text of a streaming job (either part may be empty)."""
+
+    reasoning: str = ""
+    content: str = ""
+
+
+@dataclass
+class Finished:
+    """A job's end: the machine's result and the texts as the response shows them."""
+
+    result: SequenceResult
+    reasoning: str | None
+    """Thinking text (None in plain mode: no thinking phase)."""
+    content: str
+    """Answer text (the whole completion in plain mode), stop sequence excluded."""
+    text: str
+    """The full completion: thinking, forced delimiters and answer (the stop excluded unless asked)."""
+    completion_ids: list[int]
+    """Every id the server generated or forced after the prompt: thinking start delimiter included."""
+
+
+@dataclass
+class Failed:
+    error: BaseException
+
+
+Event = Delta | Finished | Failed
+
+
+@dataclass
+class Job:
+    """One sequence: the request, its prepared machine and where its events go."""
+
+    request: Request
+    machine: BudgetMachine
+    sink: Callable[[Event], None]
+    stream: bool = False
+    split: bool = True
+    """Stream reasoning and content apart (chat); False: one text (completions)."""
+    skip_special_tokens: bool = False
+    include_stop: bool = False
+    """Keep the stop sequence at the end of ``text`` (vLLM's include_stop_str_in_output)."""
+    detok: "_StreamState | None" = None
+
+
+class QueueFull(RuntimeError):
+    """The engine holds its maximum number of sequences (running + waiting)."""
+
+
+class EngineClosed(RuntimeError):
+    """The engine is stopping or stopped."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the machine the server drives
+# ---------------------------------------------------------------------------------------------
+
+
+class ServeMachine(BudgetMachine):
+    """A BudgetMachine with two serving limits on top (the budget logic itself is untouched).
+
+    ``limit``: at most this many ids after the prompt suffix (so ``completion_tokens`` never
+    exceeds the request's ``max_tokens``, even when ``min_thinking_tokens`` forces more ignore
+    strings than were reserved); reaching it stops the sequence with finish_reason 'length'.
+    ``min_tokens`` / ``min_ban``: in the answer phase, ban these ids (stops, EOS) until that many
+    answer tokens were generated (vLLM's ``min_tokens``; the remote backend uses it to replay the
+    machine's first-token ban of a thinking round over plain completions).
+    """
+
+    def __init__(self, compiled: CompiledPolicy, max_thinking: int | None, limit: int | None = None,
+                 min_tokens: int = 0, min_ban: frozenset[int] = frozenset()):
+        self.limit = limit
+        self.min_tokens = min_tokens
+        self.min_ban = frozenset(min_ban)
+        super().__init__(compiled, max_thinking)
+        self._enforce_limit()
+
+    def banned_ids(self) -> frozenset[int]:
+        banned = super().banned_ids()
+        if self.min_tokens and self.phase is Phase.ANSWERING and self.answer_tokens < self.min_tokens:
+            banned = banned | self.min_ban
+        return banned
+
+    def consume(self, tok: int):
+        decision = super().consume(tok)
+        self._enforce_limit()
+        return decision
+
+    def pop_forced(self) -> int:
+        tok = super().pop_forced()
+        self._enforce_limit()
+        return tok
+
+    def _enforce_limit(self) -> None:
+        if self.limit is not None and not self.done and len(self.ids) >= self.limit:
+            self.stop("length")
+
+
+# ---------------------------------------------------------------------------------------------
+# texts: final and incremental
+# ---------------------------------------------------------------------------------------------
+
+
+def _thinks(m: BudgetMachine) -> bool:
+    return m.max_thinking is not None
+
+
+def final_texts(m: BudgetMachine, decode: Callable[[Sequence[int]], str], include_stop: bool = False):
+    """(reasoning or None, content, full text) of a finished machine, split as result() splits."""
+    ids = m.ids
+    end = len(ids) if include_stop or m.answer_end is None else m.answer_end
+    full = decode(ids[:end])
+    if not _thinks(m):
+        return None, full, full
+    t_end = m.thinking_end_at if m.thinking_end_at is not None else len(ids)
+    reasoning = decode(ids[:min(t_end, len(ids))])
+    a0 = m.answer_start
+    content = decode(ids[a0:end]) if a0 is not None and a0 < end else ""
+    return reasoning, content, full
+
+
+def _hold(stops) -> int:
+    """Trailing tokens a multi-token stop found at the next step could still remove."""
+    return stops.window - 1 if stops.texts else 0
+
+
+class _Segment:
+    """Incremental detokenization of a growing id list (TGI/vLLM prefix and read offsets)."""
+
+    __slots__ = ("prefix", "read", "text")
+
+    def __init__(self) -> None:
+        self.prefix = 0
+        self.read = 0
+        self.text = ""
+
+    def advance(self, ids: Sequence[int], decode) -> str:
+        if len(ids) <= self.read:
+            return ""
+        prefix_text = decode(ids[self.prefix:self.read])
+        new_text = decode(ids[self.prefix:])
+        if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd") and new_text.startswith(prefix_text):
+            delta = new_text[len(prefix_text):]
+            self.prefix, self.read = self.read, len(ids)
+            self.text += delta
+            return delta
+        return ""
+
+    def finish(self, final: str) -> str:
+        if final.startswith(self.text):
+            delta = final[len(self.text):]
+        else:  # pragma: no cover - the hold-back rules make this unreachable
+            log.warning("streamed text diverged from the final text; sending the rest only")
+            delta = ""
+        self.text = final
+        return delta
+
+
+class _StreamState:
+    """What a streaming job has sent so far: reasoning + content, or one full text."""
+
+    def __init__(self, split: bool):
+        self.split = split
+        self.reasoning = _Segment()
+        self.content = _Segment()
+
+    def step(self, m: BudgetMachine, decode) -> Delta | None:
+        ids = m.ids
+        think_hold = _hold(m.cp.thinking_stops) if m.phase is Phase.THINKING else 0
+        answer_hold = _hold(m.cp.answer_stops) if m.phase is Phase.ANSWERING else 0
+        stable = len(ids) - (think_hold if m.phase is Phase.THINKING else answer_hold)
+        if not self.split or not _thinks(m):
+            d = self.content.advance(ids[:max(0, stable)], decode)
+            return Delta(content=d) if d else None
+        r_end = stable if m.thinking_end_at is None else min(m.thinking_end_at, len(ids))
+        r = self.reasoning.advance(ids[:max(0, r_end)], decode)
+        c = ""
+        a0 = m.answer_start
+        if a0 is not None and a0 < stable:
+            c = self.content.advance(ids[a0:stable], decode)
+        return Delta(r, c) if (r or c) else None
+
+    def finish(self, reasoning: str | None, content: str, full: str) -> Delta | None:
+        if not self.split or reasoning is None:
+            d = self.content.finish(full if not self.split else content)
+            return Delta(content=d) if d else None
+        r, c = self.reasoning.finish(reasoning), self.content.finish(content)
+        return Delta(r, c) if (r or c) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# the service
+# ---------------------------------------------------------------------------------------------
+
+
+class _LoopBackend:
+    """What DecodeLoop needs from a backend, with machines prepared ahead by the service."""
+
+    def __init__(self, backend: Any, batch_size: int):
+        self.model = backend.model
+        self.tokenizer = backend.tokenizer
+        self.codec = backend.codec
+        self.context_window = backend.context_window
+        self.device = backend.device
+        self.pad_id = backend.pad_id
+        self.batch_size = batch_size
+
+    def machine(self, request: Request) -> BudgetMachine:
+        return request.meta["machine"]
+
+
+class EngineService:
+    """One decode thread running a DecodeLoop; submit()/cancel() are safe from any thread."""
+
+    COMPILE_CACHE = 512
+
+    def __init__(self, backend: Any, max_num_seqs: int = 16, max_queue: int = 256):
+        if max_num_seqs < 1 or max_queue < 0:
+            raise ValueError("max_num_seqs must be >= 1 and max_queue >= 0")
+        self.backend = backend
+        self.codec = backend.codec
+        self.tokenizer = backend.tokenizer
+        self.context_window: int | None = backend.context_window
+        emb = backend.model.get_input_embeddings()
+        self.vocab_size = int(getattr(emb, "num_embeddings", backend.model.config.vocab_size))
+        self.max_num_seqs = max_num_seqs
+        self.max_queue = max_queue
+        self._loop_backend = _LoopBackend(backend, max_num_seqs)
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
+        self._pending: OrderedDict[int, Job] = OrderedDict()
+        self._active: dict[int, Job] = {}
+        self._cancelled: set[int] = set()
+        self._tags = itertools.count(1)
+        self._compiled: OrderedDict[Any, CompiledPolicy] = OrderedDict()
+        self._compile_lock = threading.Lock()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.crashes = 0
+        self.finish_counts: Counter[str] = Counter()  # finish_reason -> sequences (for /health and tests)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> "EngineService":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._main, name="s1kit-engine", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            self._stopping = True
+            pending = list(self._pending.values())
+            self._pending.clear()
+            self._cancelled.update(self._active)
+            self._cv.notify_all()
+        for job in pending:
+            _emit(job, Failed(EngineClosed("the server is shutting down")))
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
+
+    def load(self) -> dict[str, int]:
+        with self._lock:
+            return {"running": len(self._active), "waiting": len(self._pending),
+                    "max_num_seqs": self.max_num_seqs, "max_queue": self.max_queue}
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def compile(self, policy: BudgetPolicy, eos_ids: Sequence[int]) -> CompiledPolicy:
+        """A compiled policy from a bounded LRU cache (per-request policies must not leak)."""
+        key = (policy, tuple(eos_ids))
+        with self._compile_lock:
+            cp = self._compiled.get(key)
+            if cp is not None:
+                self._compiled.move_to_end(key)
+                return cp
+        cp = CompiledPolicy(policy, self.codec, list(eos_ids))
+        with self._compile_lock:
+            self._compiled[key] = cp
+            while len(self._compiled) > self.COMPILE_CACHE:
+                self._compiled.popitem(last=False)
+        return cp
+
+    def prepare(self, prompt_ids: Sequence[int], policy: BudgetPolicy, *, max_tokens: int,
+                stop_ids: Sequence[int] = (), ignore_eos: bool = False, min_tokens: int = 0) -> ServeMachine:
+        """A machine for one request; nothing is queued. Raises PromptTooLong or ConfigError.
+
+        ``max_tokens`` bounds every id after the prompt (thinking start delimiter included),
+        and, when the policy thinks, holds the answer reserve: the thinking cap is
+        ``min(policy cap, max_tokens - max_answer_tokens - forced overhead)``, the overhead being
+        the delimiters, the answer prefix and ``num_ignore`` ignore strings. The context window
+        bounds ``max_tokens`` the same way.
+        """
+        eos = [] if ignore_eos else list(self.codec.eos_ids())
+        cp = self.compile(policy, sorted(set(eos) | set(stop_ids)))
+        prompt_len = len(prompt_ids) + len(cp.start_ids)
+        ctx = self.context_window
+        if ctx is not None and prompt_len >= ctx:
+            raise PromptTooLong(prompt_len, ctx)
+        budget = max_tokens if ctx is None else min(max_tokens, ctx - len(prompt_ids))
+        cap = None
+        if policy.thinks:
+            overhead = cp.forced_overhead() + policy.num_ignore * max(len(i) for i in cp.ignore_ids)
+            room = budget - policy.max_answer_tokens - overhead
+            if room < policy.min_thinking_tokens:
+                need = policy.max_answer_tokens + overhead + policy.min_thinking_tokens
+                raise ConfigError("max_tokens", max_tokens,
+                                  f"at least {need} here: answer reserve {policy.max_answer_tokens} + forced "
+                                  f"delimiters and ignore strings {overhead} + min_thinking_tokens "
+                                  f"{policy.min_thinking_tokens}" + ("" if budget == max_tokens else
+                                                                     f" (the context leaves {budget})"))
+            if policy.max_thinking_tokens == AUTO and ctx is None:
+                cap = room  # no context window known: max_tokens alone sets the cap
+            else:
+                cap = min(cp.resolve_max_thinking(len(prompt_ids), ctx), room)  # type: ignore[type-var]
+        limit = budget - len(cp.start_ids) if cap is not None else budget
+        min_ban = frozenset(cp.answer_stops.ids) if min_tokens else frozenset()
+        return ServeMachine(cp, cap, limit=max(1, limit), min_tokens=min_tokens, min_ban=min_ban)
+
+    def submit(self, job: Job) -> int:
+        """Queue a job; raises QueueFull when running + waiting sequences are at the limit."""
+        if job.stream:
+            job.detok = _StreamState(job.split)
+        job.request.meta["machine"] = job.machine
+        with self._lock:
+            if self._stopping:
+                raise EngineClosed("the server is shutting down")
+            if len(self._pending) + len(self._active) >= self.max_num_seqs + self.max_queue:
+                raise QueueFull(f"{self.max_num_seqs} sequences running and {len(self._pending)} waiting")
+            tag = next(self._tags)
+            self._pending[tag] = job
+            self._cv.notify()
+        return tag
+
+    def cancel(self, tag: int) -> None:
+        """Stop a job (finish_reason 'cancelled'); a job still waiting is dropped at once."""
+        with self._lock:
+            job = self._pending.pop(tag, None)
+            if job is None and tag in self._active:
+                self._cancelled.add(tag)
+        if job is not None:
+            job.machine.stop("cancelled")
+            self._finish(job, job.machine.result())
+
+    # -- decode thread -----------------------------------------------------------------------
+
+    def _main(self) -> None:
+        import torch
+
+        from s1kit.backends.hf import DecodeLoop
+
+        with torch.inference_mode():
+            while True:
+                loop = DecodeLoop(self._loop_backend, on_step=self._on_step, cancelled=self._cancelled)
+                try:
+                    loop.run(self._intake, self._done, more=self._more, wait=self._wait)
+                    return
+                except Exception as err:  # keep serving: fail the batch that crashed, start afresh
+                    self.crashes += 1
+                    log.exception("decode loop failed; failing its %d sequences", len(self._active))
+                    with self._lock:
+                        jobs = list(self._active.values())
+                        self._active.clear()
+                        self._cancelled.clear()
+                        stopping = self._stopping
+                    for job in jobs:
+                        _emit(job, Failed(err))
+                    if stopping:
+                        return
+
+    def _intake(self, n: int) -> list[tuple[int, Request]]:
+        out = []
+        with self._lock:
+            while self._pending and len(out) < n and not self._stopping:
+                tag, job = self._pending.popitem(last=False)
+                self._active[tag] = job
+                out.append((tag, job.request))
+        return out
+
+    def _more(self) -> bool:
+        return bool(self._pending) and not self._stopping
+
+    def _wait(self) -> bool:
+        with self._cv:
+            while not self._pending and not self._stopping:
+                self._cv.wait()
+            return not self._stopping
+
+    def _on_step(self, tag: int, m: BudgetMachine) -> None:
+        job = self._active.get(tag)
+        if job is None or job.detok is None or m.done:
+            return
+        try:
+            delta = job.detok.step(m, self._decoder(job))
+        except Exception:  # pragma: no cover - a streaming bug must not kill the batch
+            log.exception("streaming delta failed")
+            return
+        if delta is not None:
+            _emit(job, delta)
+
+    def _done(self, tag: int, res: SequenceResult | BaseException) -> None:
+        with self._lock:
+            job = self._active.pop(tag, None)
+            self._cancelled.discard(tag)
+        if job is None:
+            return
+        if isinstance(res, BaseException):
+            _emit(job, Failed(res))
+        else:
+            self._finish(job, res)
+
+    def _finish(self, job: Job, res: SequenceResult) -> None:
+        try:
+            m = job.machine
+            reasoning, content, full = final_texts(m, self._decoder(job), job.include_stop)
+            if job.detok is not None:
+                delta = job.detok.finish(reasoning, content, full)
+                if delta is not None:
+                    _emit(job, delta)
+            ids = list(m.prompt_suffix()) + list(m.ids)
+            self.finish_counts[res.finish_reason] += 1
+            _emit(job, Finished(res, reasoning, content, full, ids))
+        except Exception as err:  # pragma: no cover
+            log.exception("finishing a job failed")
+            _emit(job, Failed(err))
+
+    def _decoder(self, job: Job) -> Callable[[Sequence[int]], str]:
+        if not job.skip_special_tokens:
+            return self.codec.decode
+        tok = self.tokenizer
+        return lambda ids: tok.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def _emit(job: Job, event: Event) -> None:
+    try:
+        job.sink(event)
+    except Exception:  # a closed event loop or a gone client must not stop the decode thread
+        log.debug("dropping an event for a job whose receiver is gone", exc_info=True)
