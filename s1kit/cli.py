@@ -5,6 +5,7 @@
     s1kit generate --config recipes/generate-s1.yaml --prompt "How many r in raspberry?"
     s1kit eval --model PATH --benchmarks math500,aime24 --budgets 512,1024,2048 --waits 0,1,2
     s1kit serve --model PATH                     # OpenAI-compatible, per-request budget fields
+    s1kit train --config recipes/s1.1-32b.yaml   # SFT, loss on thinking + answer (extra: train)
 
 A YAML recipe (``--config``) sets defaults, with sections ``generate:`` and ``policy:``; flags override.
 """
@@ -124,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     _generate_parser(sub)
     _eval_parser(sub)
     _serve_parser(sub)
+    from s1kit.train.command import register as register_train
+
+    register_train(sub)
     return parser
 
 

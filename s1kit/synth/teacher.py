@@ -1,0 +1,476 @@
+"""The programmatic teacher: step-by-step thinking in the s1 format, self-checks and mistakes.
+
+    from s1kit.synth.tasks import generate
+    from s1kit.synth.teacher import teacher_rows, render_s1
+    rows = teacher_rows(generate("mod_pow", 1000, seed=0), mistake_rate=0.1, seed=0)
+    prompt, completion = render_s1(rows[0]["question"], rows[0]["thinking"], rows[0]["attempt"])
+
+A trace is a list of short lines, one computation each, written in a *layout* chosen for what a
+tiny character-level model can learn (measured by ``bench/learnability.py``, see
+docs/learnability.md). The default layouts keep every step local: the operands a step needs are
+restated on its own line or sit at the end of the previous line, so the model never has to fetch
+"the k-th number of the question" by position, which tiny models learn slowly.
+
+Mistakes: with probability ``mistake_rate`` one step's result is wrong and the error is carried
+through the later steps, so the final answer is wrong (``teacher_correct`` False) and a
+correctness filter has work. With probability ``correction_rate`` a wrong step is written and
+then caught: ``Wait, let me check that again.`` and the step is redone correctly (the answer is
+right). With probability ``check_rate`` the trace ends with a self-check of its last step
+(``Wait, let me check: ... Yes.``), consistent with the trace's own numbers.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from s1kit.synth.tasks import Problem, get_family
+
+THINK = "<|im_start|>think"
+ANSWER = "<|im_start|>answer"
+END = "<|im_end|>"
+ANSWER_PREFIX = "Answer: "
+RECHECK = "Wait, let me check that again."
+
+
+@dataclass
+class Trace:
+    """What the teacher wrote for one problem."""
+
+    thinking: str
+    attempt: str
+    answer: str
+    """The answer the trace reached (wrong when an uncaught mistake was made)."""
+    correct: bool
+    mistake: bool
+    """An uncaught wrong step was made (the answer is then wrong)."""
+    corrected: bool
+    """A wrong step was made and caught by a ``Wait`` re-check."""
+    checked: bool
+    layout: str
+    steps: int
+
+
+class Tape:
+    """Collects a trace's lines and step values; returns a wrong value at step ``fault``."""
+
+    def __init__(self, fault: int | None = None, rng: random.Random | None = None):
+        self.lines: list[str] = []
+        self.steps = 0
+        self.fault = fault
+        self.fault_line: int | None = None
+        self.rng = rng or random.Random(0)
+        self.last_check = ""  # the family's self-check of its last step (set as lines are written)
+
+    def step(self, value: Any, wrong: Callable[[random.Random, Any], Any]) -> Any:
+        """A step's result: ``value``, or ``wrong(rng, value)`` (a different value) at the fault."""
+        j = self.steps
+        self.steps += 1
+        if j != self.fault:
+            return value
+        self.fault_line = len(self.lines)  # the next line written shows the wrong value
+        bad = wrong(self.rng, value)
+        if bad == value:
+            raise AssertionError(f"wrong() returned the right value {value!r}")
+        return bad
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def _other(choices: Iterable[Any]) -> Callable[[random.Random, Any], Any]:
+    pool = list(choices)
+    return lambda rng, v: rng.choice([c for c in pool if c != v])
+
+
+def _near(lo: int = 0, hi: int | None = None, span: int = 2) -> Callable[[random.Random, Any], Any]:
+    """A value within ``span`` of the right one (an off-by-one slip), inside [lo, hi]."""
+    def wrong(rng: random.Random, v: int) -> int:
+        options = [v + d for d in range(-span, span + 1)
+                   if d and v + d >= lo and (hi is None or v + d <= hi)]
+        return rng.choice(options or [v + 1])  # nothing in range (e.g. a remainder mod 1)
+    return wrong
+
+
+# --------------------------------------------------------------------------------------------
+# Family traces: fn(data, layout, tape) -> answer string (lines go onto the tape)
+# --------------------------------------------------------------------------------------------
+
+
+# Grid layouts write every line at one fixed width (padded with spaces), so a value that moves
+# from one line to the next sits at a constant distance in tokens: copying and combining become
+# fixed-offset lookups, which a tiny model with rotary positions learns fast.
+CHAIN_W = 17  # 9 single-digit terms with '+' between
+WORD_W = 17  # a count digit and up to 16 letters
+
+
+def _add_chain(d: dict[str, Any], layout: str, tape: Tape) -> str:
+    terms = list(d["terms"])
+    if layout == "grid":  # the expression, right-aligned; each line adds its first two terms
+        items = list(terms)
+        tape.line(f"{'+'.join(map(str, items)):>{CHAIN_W}}")
+        while len(items) > 1:
+            s, t = items[0], items[1]
+            v = tape.step(s + t, _near(0, 18, 2))
+            items = [v % 10] + items[2:]
+            tape.line(f"{'+'.join(map(str, items)):>{CHAIN_W}}")
+            tape.last_check = f"{s}+{t}={v}"
+        return str(items[0])
+    s = terms[0]
+    for i, t in enumerate(terms[1:], start=1):
+        v = tape.step(s + t, _near(0, 18, 2))
+        text = f"{s}+{t}={v}" + (f", {v % 10}" if v >= 10 else "")
+        if layout == "consume":  # restate what is left to add, the running value first
+            rest = "+".join(map(str, [s] + terms[i:]))
+            text = f"{rest}: {text}"
+        elif layout != "running":
+            raise _bad_layout("add_chain", layout)
+        tape.line(text)
+        tape.last_check = f"{v}-{t}={s}"
+        s = v % 10
+    if len(terms) == 1:
+        tape.line(str(s))
+    return str(s)
+
+
+def _var_chain(d: dict[str, Any], layout: str, tape: Tape) -> str:
+    if layout != "grid":
+        raise _bad_layout("var_chain", layout)
+    name, _, k = d["defs"][0]
+    value = k
+    tape.line(f"{name}={k}".ljust(13))
+    for name, ref, k in d["defs"][1:]:
+        v = tape.step(value + k, _near(0, 18, 2))
+        tape.line(f"{name}={ref}+{k}: {value}+{k}={v:>2}")  # 13 characters
+        tape.last_check = f"{v}-{k}={value}"
+        value = v % 10
+    return str(value)
+
+
+def _add_multi(d: dict[str, Any], layout: str, tape: Tape) -> str:
+    a, b = str(d["a"]), str(d["b"])
+    if layout == "grid":  # a and b lose their last digit per line; the sum grows left-aligned
+        ra, rb, acc, carry = a, b, "", 0
+        tape.line(f"{ra:>5}+{rb:>5}+{carry}={acc:<6}")
+        while ra or rb or carry:
+            da, db = int(ra[-1]) if ra else 0, int(rb[-1]) if rb else 0
+            v = tape.step(da + db + carry, _near(0, 19, 1))
+            acc, carry, ra, rb = str(v % 10) + acc, v // 10, ra[:-1], rb[:-1]
+            tape.line(f"{ra:>5}+{rb:>5}+{carry}={acc:<6}")
+            tape.last_check = f"{da}+{db}+{v - da - db}={v}"
+        return acc.lstrip("0") or "0"
+    width = max(len(a), len(b))
+    acc, carry = "", 0
+    for k in range(width):
+        da = int(a[-1 - k]) if k < len(a) else 0
+        db = int(b[-1 - k]) if k < len(b) else 0
+        v = tape.step(da + db + carry, _near(0, 19, 1))
+        acc = str(v % 10) + acc
+        text = f"{da}+{db}+{carry}={v}: {acc}"
+        if layout == "consume":  # restate the digits not yet added; this column is their end
+            text = f"{a[:len(a) - k] or 0}+{b[:len(b) - k] or 0}, {text}"
+        elif layout != "columns":
+            raise _bad_layout("add_multi", layout)
+        tape.line(text)
+        tape.last_check = f"{da}+{db}+{carry}={v}"
+        carry = v // 10
+    if carry:
+        acc = str(carry) + acc
+        tape.line(f"carry {carry}: {acc}")
+    return acc
+
+
+def _long_mult(d: dict[str, Any], layout: str, tape: Tape) -> str:
+    a, b = str(d["a"]), d["b"]
+    if layout == "grid":
+        ra, acc, carry = a, "", 0
+        tape.line(f"{ra:>5}*{b}+{carry}={acc:<6}")
+        while ra or carry:
+            da = int(ra[-1]) if ra else 0
+            v = tape.step(da * b + carry, _near(0, 89, 2))
+            acc, carry, ra = str(v % 10) + acc, v // 10, ra[:-1]
+            tape.line(f"{ra:>5}*{b}+{carry}={acc:<6}")
+            tape.last_check = f"{da}*{b}+{v - da * b}={v}"
+        return acc.lstrip("0") or "0"
+    acc, carry = "", 0
+    for k in range(len(a)):
+        da = int(a[-1 - k])
+        v = tape.step(da * b + carry, _near(0, 89, 2))
+        acc = str(v % 10) + acc
+        text = f"{da}*{b}+{carry}={v}: {acc}"
+        if layout == "consume":
+            text = f"{a[:len(a) - k]}, {text}"
+        elif layout != "columns":
+            raise _bad_layout("long_mult", layout)
+        tape.line(text)
+        tape.last_check = f"{da}*{b}+{carry}={v}"
+        carry = v // 10
+    if carry:
+        acc = str(carry) + acc
+        tape.line(f"carry {carry}: {acc}")
+    return acc
+
+
+def _mod_pow(d: dict[str, Any], layout: str, tape: Tape) -> str:
+    b, e, m = d["base"], d["exp"], d["mod"]
+    r = b % m
+    grid = layout == "grid"
+    if not grid and layout != "steps":
+        raise _bad_layout("mod_pow", layout)
+    tape.line(f"{b}^1={r:>2}".ljust(19) if grid else f"{b}^{1}={r}")
+    for k in range(2, e + 1):
+        p = r * b
+        nr = tape.step(p % m, _other(range(m)))
+        tape.line(f"{b}^{k}={r:>2}*{b}={p:>3}%{m:>2}={nr:>2}" if grid else f"{b}^{k}={r}*{b}={p}%{m}={nr}")
+        tape.last_check = f"{p}={p // m}*{m}+{p % m}" if nr == p % m else f"{p}%{m}={nr}"
+        r = nr
+    return str(r)
+
+
+def _gcd(d: dict[str, Any], layout: str, tape: Tape) -> str:
+    grid = layout == "grid"
+    if not grid and layout != "euclid":
+        raise _bad_layout("gcd", layout)
+    a, b = d["a"], d["b"]
+    while True:
+        q = a // b
+        r = tape.step(a % b, _near(0, b - 1, 2))
+        tape.line(f"{a:>2}={q:>2}*{b:>2}+{r:>2}" if grid else f"{a}={q}*{b}+{r}")
+        tape.last_check = f"{q}*{b}+{r}={q * b + r}"
+        if r == 0:
+            tape.line(f"gcd={b:>2}".ljust(11) if grid else f"gcd={b}")
+            return str(b)
+        a, b = b, r
+
+
+def _base_conv(d: dict[str, Any], layout: str, tape: Tape) -> str:
+    n, base = d["n"], d["base"]
+    acc, first = "", None
+    while True:
+        q, r = divmod(n, base)
+        r = tape.step(r, _other(range(base)))
+        acc = str(r) + acc
+        if layout == "grid":  # n = q*base + r, the digits so far left-aligned at a fixed column
+            tape.line(f"{n:>3}={q:>3}*{base}+{r}: {acc:<8}")
+        elif layout == "prepend":
+            tape.line(f"{n}={base}*{q}+{r}: {acc}")
+        elif layout == "readup":
+            tape.line(f"{n}={base}*{q}+{r}")
+        else:
+            raise _bad_layout("base_conv", layout)
+        first = first or f"{base}*{q}+{r}={base * q + r}"
+        if q == 0:
+            break
+        n = q
+    if layout == "readup":
+        tape.line(f"read up: {acc}")
+    tape.last_check = first
+    return acc
+
+
+def _linear_eq(d: dict[str, Any], layout: str, tape: Tape) -> str:
+    if layout != "steps":
+        raise _bad_layout("linear_eq", layout)
+    from s1kit.synth.tasks import _linear_eq_sides, _term
+
+    a, b, c, rhs = _linear_eq_sides(d)
+    coef = a - c
+    if c:
+        tape.line(f"{_term(a)}-{_term(c)}={rhs}-{b}" if b > 0 else f"{_term(a)}-{_term(c)}={rhs}")
+    elif b > 0:
+        tape.line(f"{_term(a)}={rhs}-{b}")
+    elif b < 0:
+        tape.line(f"{_term(a)}={rhs}+{-b}")
+    const = tape.step(rhs - b, lambda rng, v: v + rng.choice([-coef, coef]) if v > coef else v + coef)
+    tape.line(f"{_term(coef)}={const}")
+    if coef != 1:
+        tape.line(f"x={const}/{coef}")
+        x = tape.step(const // coef, _near(1, None, 1))
+        tape.line(f"x={x}")
+        tape.last_check = f"{coef}*{x}={coef * x}"
+    else:
+        x = const
+        tape.last_check = f"{x}+{b}={x + b}" if b >= 0 else f"{x}-{-b}={x + b}"
+    return str(x)
+
+
+def _count_letter(d: dict[str, Any], layout: str, tape: Tape) -> str:
+    word, letter = d["word"], d["letter"]
+    count = 0
+    if layout == "grid":  # the count replaces each letter it has read: "0rasp" -> "1asp" -> " 1sp"
+        tape.line(f"{'0' + word:>{WORD_W}}")
+        for i, ch in enumerate(word):
+            if ch == letter:
+                count = tape.step(count + 1, _near(0, 9, 1))
+            tape.line(f"{str(count) + word[i + 1:]:>{WORD_W}}")
+        tape.last_check = f"{letter * count or 'none'} is {count}"
+        return str(count)
+    if layout != "tally":
+        raise _bad_layout("count_letter", layout)
+    items = []
+    for i, ch in enumerate(word):
+        if ch == letter:
+            count = tape.step(count + 1, _near(0, 9, 1))
+        items.append(f"{ch}{count}")
+        if len(items) == 8 or i == len(word) - 1:  # short lines; the count is restated at every letter
+            tape.line(" ".join(items))
+            items = []
+    tape.last_check = f"{letter * count or 'none'} is {count}"
+    return str(count)
+
+
+def _sort_digits(d: dict[str, Any], layout: str, tape: Tape) -> str:
+    present = set(d["digits"])
+    acc: list[str] = []
+    for k in range(10):
+        yes = tape.step(k in present, lambda rng, v: not v)
+        if yes:
+            acc.append(str(k))
+        if layout == "grid":
+            tape.line(f"{k} {'yes' if yes else ' no'}: {' '.join(acc):<19}")
+        elif layout == "scan":
+            tape.line(f"{k} {'yes' if yes else 'no'}: {' '.join(acc)}".rstrip())
+        else:
+            raise _bad_layout("sort_digits", layout)
+    tape.last_check = "<".join(acc)
+    return " ".join(acc)
+
+
+TRACERS: dict[str, Callable[[dict[str, Any], str, Tape], str]] = {
+    "add_chain": _add_chain, "var_chain": _var_chain, "add_multi": _add_multi, "long_mult": _long_mult,
+    "mod_pow": _mod_pow, "gcd": _gcd, "base_conv": _base_conv, "linear_eq": _linear_eq,
+    "count_letter": _count_letter, "sort_digits": _sort_digits,
+}
+
+LAYOUTS: dict[str, tuple[str, ...]] = {
+    # the first layout of each family is its default
+    "add_chain": ("grid", "running", "consume"),
+    "var_chain": ("grid",),
+    "add_multi": ("grid", "columns", "consume"),
+    "long_mult": ("grid", "columns", "consume"),
+    "mod_pow": ("grid", "steps"),
+    "gcd": ("grid", "euclid"),
+    "base_conv": ("grid", "prepend", "readup"),
+    "linear_eq": ("steps",),
+    "count_letter": ("grid", "tally"),
+    "sort_digits": ("grid", "scan"),
+}
+
+
+def _bad_layout(family: str, layout: str) -> ValueError:
+    return ValueError(f"layout={layout!r} is unknown for {family}: allowed " + ", ".join(LAYOUTS[family]))
+
+
+def default_layout(family: str) -> str:
+    get_family(family)
+    return LAYOUTS[family][0]
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _run(problem: Problem, layout: str, fault: int | None, rng: random.Random) -> tuple[Tape, str]:
+    tape = Tape(fault, rng)
+    answer = TRACERS[problem.family](problem.data, layout, tape)
+    return tape, answer
+
+
+def solve(problem: Problem, layout: str | None = None, mistake_rate: float = 0.0, correction_rate: float = 0.0,
+          check_rate: float = 0.5, seed: int = 0) -> Trace:
+    """The teacher's trace for one problem (deterministic in ``seed`` and ``problem.id``).
+
+    Each trace draws one uniform number u: u < mistake_rate -> an uncaught mistake, then
+    u < mistake_rate + correction_rate -> a caught one; so the two rates must sum to <= 1.
+    """
+    for name, rate in (("mistake_rate", mistake_rate), ("correction_rate", correction_rate),
+                       ("check_rate", check_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name}={rate!r} is invalid: allowed a number in [0, 1]")
+    if mistake_rate + correction_rate > 1.0:
+        raise ValueError("mistake_rate + correction_rate must be <= 1")
+    layout = layout or default_layout(problem.family)
+    if layout not in LAYOUTS[problem.family]:
+        raise _bad_layout(problem.family, layout)
+    rng = random.Random(f"teacher:{seed}:{problem.id}")
+    u = rng.random()
+    clean, answer = _run(problem, layout, None, rng)
+    if answer != problem.answer:
+        raise AssertionError(f"teacher got {answer!r} for {problem.id}, want {problem.answer!r}")
+    lines, mistake, corrected = list(clean.lines), False, False
+    if u < mistake_rate + correction_rate and clean.steps:
+        caught = u >= mistake_rate
+        order = list(range(clean.steps))
+        rng.shuffle(order)
+        for j in order:  # the first fault that changes the answer (caught faults: any fault)
+            faulty, wrong_answer = _run(problem, layout, j, rng)
+            if faulty.fault_line is None:
+                continue
+            if caught:
+                L = faulty.fault_line
+                lines = clean.lines[:L] + [faulty.lines[L], RECHECK] + clean.lines[L:]
+                corrected = True
+                break
+            if wrong_answer != problem.answer:
+                lines, answer, mistake = list(faulty.lines), wrong_answer, True
+                clean = faulty
+                break
+    checked = bool(clean.last_check) and rng.random() < check_rate
+    if checked:
+        lines.append(f"Wait, let me check: {clean.last_check}. Yes.")
+    return Trace(thinking="\n".join(lines), attempt=ANSWER_PREFIX + answer, answer=answer,
+                 correct=answer == problem.answer, mistake=mistake, corrected=corrected, checked=checked,
+                 layout=layout, steps=clean.steps)
+
+
+def teacher_rows(problems: Iterable[Problem], layout: str | None = None, mistake_rate: float = 0.0,
+                 correction_rate: float = 0.0, check_rate: float = 0.5, seed: int = 0) -> list[dict[str, Any]]:
+    """Rows in the common schema (id, question, solution, answer, source, domain, cot_type,
+    metadata) plus the teacher fields ``thinking``, ``attempt`` and ``teacher_correct``."""
+    rows = []
+    for p in problems:
+        fam = get_family(p.family)
+        t = solve(p, layout, mistake_rate, correction_rate, check_rate, seed)
+        rows.append({
+            "id": p.id, "question": p.question, "solution": t.thinking, "answer": p.answer,
+            "source": f"synth/{p.family}", "domain": fam.domain, "cot_type": "math",
+            "metadata": {"difficulty": p.level, "family": p.family, "layout": t.layout, "steps": t.steps,
+                         "mistake": t.mistake, "corrected": t.corrected, "checked": t.checked,
+                         "teacher_answer": t.answer},
+            "thinking": t.thinking, "attempt": t.attempt, "teacher_correct": t.correct,
+        })
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering in the s1 format
+# --------------------------------------------------------------------------------------------
+
+
+def render_prompt(question: str) -> str:
+    """s1's prompt without a system turn: ``<|im_start|>user\\n{q}<|im_end|>\\n<|im_start|>assistant\\n``."""
+    from s1kit.formats import chatml
+
+    return chatml(question, system=None)
+
+
+def render_s1(question: str, thinking: str, attempt: str) -> tuple[str, str]:
+    """(prompt, completion) as s1's SFT text: thinking, the answer delimiter, the attempt, <|im_end|>.
+
+    Same layout as ``s1kit train``'s default ``completion_format`` with ``answer_prefix``
+    'Answer: ' (the attempt already carries it).
+    """
+    return render_prompt(question), f"{THINK}\n{thinking}\n{ANSWER}\n{attempt}{END}"
+
+
+def render_direct(question: str, attempt: str) -> tuple[str, str]:
+    """(prompt, completion) for a model that answers directly, without a thinking phase."""
+    return render_prompt(question), f"{attempt}{END}"
+
+
+def parse_answer(answer_text: str) -> str:
+    """The answer a model gave: text after the last 'Answer:' (or all of it), whitespace-normalised."""
+    text = answer_text.replace(END, "")
+    if "Answer:" in text:
+        text = text.rsplit("Answer:", 1)[1]
+    return " ".join(text.split())

@@ -1,0 +1,187 @@
+"""`TrainConfig`: one validated, documented dataclass for the SFT stage (s1's train/sft.py, generalised).
+
+    s1kit train --config recipes/s1.1-32b.yaml --dataset data/s1K-1.1.parquet --output-dir ckpts/s1.1
+    cfg = TrainConfig(model="Qwen/Qwen2.5-32B-Instruct", dataset="s1K.jsonl", output_dir="ckpts/s1")
+
+No field names a model family, a Hub organisation or a wandb entity: the chat layout comes from the
+tokenizer's chat template plus ``completion_format``, and the end-of-turn token from the template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from s1kit.config import ConfigError, check_choice, check_float, check_int
+
+SCHEDULES = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
+REPORT_TO = ("none", "wandb", "tensorboard")
+TRUNCATE_OR_DROP = ("truncate", "drop")
+DUPLICATES = ("drop", "keep", "error")
+CHAT_TEMPLATES = ("auto", "chatml")
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class TrainConfig:
+    """Supervised fine-tuning of a causal chat model on (question, thinking, attempt) rows."""
+
+    # -- model -----------------------------------------------------------------------------------
+    model: str = field(default="", metadata=_doc(
+        "Local model folder or Hub id (a causal LM whose tokenizer has a chat template), or "
+        "'tiny:KEY=VAL,...' for a random tiny Qwen2 built in code (keys: hidden, layers, heads, "
+        "kv_heads, ffn (0: 4 x hidden), max_positions, seed, init_std)."))
+    revision: str | None = field(default=None, metadata=_doc("Hub revision (commit) to pin."))
+    tokenizer: str | None = field(default=None, metadata=_doc(
+        "Tokenizer folder or Hub id, or 'bytes' (byte-level, built in code); default: the model's own "
+        "('bytes' for tiny: models)."))
+    attn_implementation: str | None = field(default=None, metadata=_doc(
+        "Attention kernel: sdpa, eager, flash_attention_2 ... (default: transformers' choice)."))
+    # -- data ------------------------------------------------------------------------------------
+    dataset: str = field(default="", metadata=_doc(
+        "JSONL or Parquet file, a folder of Parquet files, or 'synth:arith,n=N,seed=S' (built in code)."))
+    question_field: str = field(default="question", metadata=_doc("Column holding the question."))
+    thinking_field: str = field(default="thinking", metadata=_doc(
+        "Column holding the reasoning trace (s1K: thinking_trajectories, s1K-1.1: "
+        "deepseek_thinking_trajectory); a list of strings is joined with newlines."))
+    attempt_field: str = field(default="attempt", metadata=_doc(
+        "Column holding the final answer text (s1K: attempt, s1K-1.1: deepseek_attempt)."))
+    id_field: str = field(default="id", metadata=_doc("Column holding the row id (row index if absent)."))
+    limit: int | None = field(default=None, metadata=_doc("Only the first N rows (None: all)."))
+    chat_template: str = field(default="auto", metadata=_doc(
+        "auto: the tokenizer's chat template renders the prompt (as `s1kit generate` does; ChatML "
+        "with a warning if it has none); chatml: always ChatML."))
+    system_prompt: str | None = field(default=None, metadata=_doc(
+        "System turn; None keeps the chat template's default (Qwen2.5 adds its own)."))
+    completion_format: str = field(default="<|im_start|>think\n{thinking}\n<|im_start|>answer\n{answer}", metadata=_doc(
+        "The assistant turn, with {thinking} and {answer} placeholders; the end-of-turn token is "
+        "appended. Every token of it carries loss. R1 style: '<think>\\n{thinking}\\n</think>\\n\\n{answer}'."))
+    answer_prefix: str = field(default="Answer: ", metadata=_doc(
+        "Put before the attempt unless the attempt already contains it (stripped), as s1 does."))
+    end_of_turn: str | None = field(default=None, metadata=_doc(
+        "Token that ends the assistant turn; None: read from the chat template (<|im_end|> for ChatML)."))
+    block_size: int = field(default=32768, metadata=_doc("Maximum tokens per sample (prompt + completion)."))
+    truncate_or_drop: str = field(default="drop", metadata=_doc(
+        "Samples longer than block_size: 'truncate' (keep the start, as TRL and s1 do) or 'drop'."))
+    duplicates: str = field(default="drop", metadata=_doc(
+        "Rows whose id was already seen: 'drop' (keep the first), 'keep', or 'error'."))
+    # -- optimisation ----------------------------------------------------------------------------
+    epochs: float = field(default=5.0, metadata=_doc("Training epochs."))
+    max_steps: int | None = field(default=None, metadata=_doc("Stop after this many optimizer steps (overrides epochs)."))
+    lr: float = field(default=1e-5, metadata=_doc("Peak learning rate."))
+    schedule: str = field(default="cosine", metadata=_doc("LR schedule after warmup: " + ", ".join(SCHEDULES) + "."))
+    warmup_ratio: float = field(default=0.05, metadata=_doc("Fraction of steps with linear warmup, in [0, 1)."))
+    betas: tuple[float, ...] = field(default=(0.9, 0.95), metadata=_doc("AdamW (beta1, beta2)."))
+    weight_decay: float = field(default=1e-4, metadata=_doc("AdamW weight decay."))
+    max_grad_norm: float = field(default=1.0, metadata=_doc("Gradient clipping norm; 0 disables."))
+    micro_batch: int = field(default=1, metadata=_doc("Samples per device per forward pass."))
+    grad_accum: int = field(default=1, metadata=_doc("Micro-batches accumulated per optimizer step."))
+    global_batch: int | None = field(default=None, metadata=_doc(
+        "Samples per optimizer step over all devices; when set, grad_accum is derived from it at "
+        "launch (global_batch / (micro_batch * world_size)), so one recipe fits any GPU count."))
+    bf16: bool = field(default=False, metadata=_doc("bf16 autocast with fp32 master weights (GPU); False: fp32."))
+    gradient_checkpointing: bool = field(default=False, metadata=_doc(
+        "Recompute activations in the backward pass (not together with FSDP activation checkpointing)."))
+    seed: int = field(default=42, metadata=_doc("Seed for initialisation and data order."))
+    use_cpu: bool = field(default=False, metadata=_doc("Train on CPU even when a GPU is present."))
+    # -- checkpoints, logging, output -------------------------------------------------------------
+    output_dir: str = field(default="runs/train", metadata=_doc("Checkpoints and the final model folder."))
+    save_steps: int = field(default=0, metadata=_doc(
+        "Save a resumable checkpoint (model, optimizer, scheduler, RNG, data position) every N steps; 0: never."))
+    save_total_limit: int | None = field(default=2, metadata=_doc("Keep at most this many checkpoints."))
+    resume: str | None = field(default=None, metadata=_doc(
+        "'auto': resume from the newest complete checkpoint in output_dir if there is one; a "
+        "checkpoint folder; None: start fresh."))
+    logging_steps: int = field(default=1, metadata=_doc("Log the loss every N steps."))
+    report_to: str = field(default="none", metadata=_doc(
+        "none, wandb (entity/project from WANDB_ENTITY / WANDB_PROJECT) or tensorboard."))
+    run_name: str | None = field(default=None, metadata=_doc("Run name for the tracker."))
+    push_to_hub: bool = field(default=False, metadata=_doc("Push the final model to hub_model_id."))
+    hub_model_id: str | None = field(default=None, metadata=_doc("Hub repo 'owner/name' for push_to_hub."))
+    inspect: bool = field(default=False, metadata=_doc(
+        "Check the data, show which tokens of the first sample carry loss, and stop before training."))
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("model", self.model, "a model folder, a Hub id or 'tiny:...'")
+        if not self.dataset:
+            raise ConfigError("dataset", self.dataset, "a JSONL/Parquet path or 'synth:...'")
+        for name in ("question_field", "thinking_field", "attempt_field", "id_field"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(name, getattr(self, name), "a non-empty column name")
+        if self.limit is not None:
+            check_int("limit", self.limit, 1)
+        check_choice("chat_template", self.chat_template, CHAT_TEMPLATES)
+        self._check_format()
+        check_int("block_size", self.block_size, 8)
+        check_choice("truncate_or_drop", self.truncate_or_drop, TRUNCATE_OR_DROP)
+        check_choice("duplicates", self.duplicates, DUPLICATES)
+        self._check_optim()
+        self._check_output()
+
+    def _check_format(self) -> None:
+        fmt = self.completion_format
+        if not isinstance(fmt, str) or fmt.count("{thinking}") != 1 or fmt.count("{answer}") != 1 \
+                or fmt.index("{thinking}") > fmt.index("{answer}"):
+            raise ConfigError("completion_format", fmt, "a string with one {thinking} followed by one {answer}")
+        if not isinstance(self.answer_prefix, str):
+            raise ConfigError("answer_prefix", self.answer_prefix, "a string (may be empty)")
+        if self.end_of_turn is not None and (not isinstance(self.end_of_turn, str) or not self.end_of_turn):
+            raise ConfigError("end_of_turn", self.end_of_turn, "a non-empty token string or None")
+
+    def _check_optim(self) -> None:
+        check_float("epochs", self.epochs, 0.0, 1e6, lo_open=True)
+        if self.max_steps is not None:
+            check_int("max_steps", self.max_steps, 1)
+        check_float("lr", self.lr, 0.0, 1.0, lo_open=True)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_float("warmup_ratio", self.warmup_ratio, 0.0, 0.999)
+        self.betas = _betas(self.betas)
+        check_float("weight_decay", self.weight_decay, 0.0, 10.0)
+        check_float("max_grad_norm", self.max_grad_norm, 0.0, 1e6)
+        check_int("micro_batch", self.micro_batch, 1)
+        check_int("grad_accum", self.grad_accum, 1)
+        if self.global_batch is not None:
+            check_int("global_batch", self.global_batch, 1)
+            if self.grad_accum != 1:
+                raise ConfigError("grad_accum", self.grad_accum, "1 (the default) when global_batch is set")
+            if self.global_batch % self.micro_batch:
+                raise ConfigError("global_batch", self.global_batch, f"a multiple of micro_batch={self.micro_batch}")
+        check_int("seed", self.seed, 0)
+
+    def _check_output(self) -> None:
+        if not self.output_dir:
+            raise ConfigError("output_dir", self.output_dir, "a folder path")
+        check_int("save_steps", self.save_steps, 0)
+        if self.save_total_limit is not None:
+            check_int("save_total_limit", self.save_total_limit, 1)
+        if self.resume is not None and not (isinstance(self.resume, str) and self.resume):
+            raise ConfigError("resume", self.resume, "'auto', a checkpoint folder, or None")
+        check_int("logging_steps", self.logging_steps, 1)
+        check_choice("report_to", self.report_to, REPORT_TO)
+        if self.push_to_hub and not self.hub_model_id:
+            raise ConfigError("hub_model_id", self.hub_model_id, "'owner/name' when push_to_hub is true")
+
+    def grad_accum_for(self, world_size: int) -> int:
+        """Gradient accumulation steps on ``world_size`` devices (derived from global_batch if set)."""
+        if self.global_batch is None:
+            return self.grad_accum
+        per_step = self.micro_batch * world_size
+        if self.global_batch % per_step:
+            raise ConfigError("global_batch", self.global_batch,
+                              f"a multiple of micro_batch * world_size = {self.micro_batch} * {world_size}")
+        return self.global_batch // per_step
+
+
+def _betas(value: Any) -> tuple[float, float]:
+    allowed = "two numbers (beta1, beta2), each in [0, 1)"
+    try:
+        betas = tuple(float(b) for b in value)
+    except (TypeError, ValueError):
+        raise ConfigError("betas", value, allowed) from None
+    if len(betas) != 2 or any(not 0.0 <= b < 1.0 for b in betas):
+        raise ConfigError("betas", value, allowed)
+    return betas  # type: ignore[return-value]

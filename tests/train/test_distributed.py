@@ -1,0 +1,36 @@
+"""2 CPU processes (torchrun, gloo, DDP) follow the same loss curve as 1 process with the same global batch.
+
+FSDP is not testable on CPU through this path: accelerate (1.15) has no FSDP for CPU processes
+(a FSDP config on CPU silently runs DDP, which s1kit refuses); the FSDP configs in
+recipes/accelerate/ are for GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tests.train.conftest import max_weight_diff, run_checked, tiny_args, train_cmd
+
+pytest.importorskip("trl", reason="training needs the 'train' extra (TRL)")
+
+from s1kit.train import TrainConfig, run_train  # noqa: E402
+
+
+def test_two_processes_match_one(tmp_path, one_thread):
+    common = {"max_steps": 6, "micro_batch": 1, "global_batch": 4}
+    two = tiny_args(tmp_path / "two", **common)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    run_checked(train_cmd(two, launcher), tmp_path / "two.log")
+    one = run_train(TrainConfig(**tiny_args(tmp_path / "one", **common)))
+
+    multi = json.loads((tmp_path / "two" / "train_manifest.json").read_text())
+    assert multi["world_size"] == 2 and multi["grad_accum"] == 2 and "MULTI_CPU" in multi["distributed_type"]
+    assert one["world_size"] == 1 and one["grad_accum"] == 4
+    curve_one = [p["loss"] for p in one["loss_curve"]]
+    curve_two = [p["loss"] for p in multi["loss_curve"]]
+    assert len(curve_one) == len(curve_two) == 6
+    assert max(abs(a - b) for a, b in zip(curve_one, curve_two)) < 1e-5, (curve_one, curve_two)
+    assert max_weight_diff(tmp_path / "one", tmp_path / "two") < 1e-5
