@@ -163,8 +163,18 @@ def build_trainer(cfg: TrainConfig, model: Any, tokenizer: Any, examples: list[E
     trainer = trl.SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
                              callbacks=[_LogCallback()])
     trainer.remove_callback(PrinterCallback)  # logs go through logging (_LogCallback)
+    _check_collator(trainer, examples[:2])
     _check_parallelism(trainer)
     return trainer
+
+
+def _check_collator(trainer: Any, examples: list[Example]) -> None:
+    """The batches TRL builds must carry our labels (-100 outside the assistant turn), whatever its version."""
+    batch = trainer.data_collator([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
+    for row, e in zip(batch["labels"].tolist(), examples):
+        if row[: len(e.labels)] != e.labels:
+            raise RuntimeError("the TRL collator does not keep the dataset's labels: the loss would not be "
+                               "limited to the assistant turn (install s1kit[train], TRL >= 1.16)")
 
 
 def _import_trl():

@@ -1,8 +1,8 @@
 """2 CPU processes (torchrun, gloo, DDP) follow the same loss curve as 1 process with the same global batch.
 
-FSDP is not testable on CPU through this path: accelerate (1.15) has no FSDP for CPU processes
-(a FSDP config on CPU silently runs DDP, which s1kit refuses); the FSDP configs in
-recipes/accelerate/ are for GPUs.
+accelerate (1.15) never enables FSDP for CPU processes (with a FSDP config on CPU it runs DDP), so
+the default suite checks data parallelism; the FSDP path itself runs on CPU in the slow
+test_fsdp_trainer_cpu.py through a test-only shim.
 """
 
 from __future__ import annotations

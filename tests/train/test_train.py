@@ -78,3 +78,18 @@ def test_refuses_to_start_fresh_over_checkpoints(tmp_path):
 def test_tiny_spec_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="keys among"):
         run_train(TrainConfig(**tiny_args(tmp_path / "run", model="tiny:width=3")))
+
+
+def test_a_collator_that_drops_the_mask_is_refused():
+    import torch
+
+    from s1kit.train.data import Example
+    from s1kit.train.sft import _check_collator
+
+    class FullSequenceCollator:  # what an older TRL does with a pre-tokenized dataset: loss everywhere
+        def __call__(self, rows):
+            return {"labels": torch.tensor([r["input_ids"] for r in rows])}
+
+    trainer = type("T", (), {"data_collator": FullSequenceCollator()})()
+    with pytest.raises(RuntimeError, match="assistant turn"):
+        _check_collator(trainer, [Example("a", [1, 2, 3], [-100, 2, 3], 1)])
