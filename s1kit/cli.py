@@ -6,6 +6,8 @@
     s1kit eval --model PATH --benchmarks math500,aime24 --budgets 512,1024,2048 --waits 0,1,2
     s1kit serve --model PATH                     # OpenAI-compatible, per-request budget fields
     s1kit train --config recipes/s1.1-32b.yaml   # SFT, loss on thinking + answer (extra: train)
+    s1kit curate --config recipes/curate-synth.yaml   # collect → … → select 1K; `s1kit curate report` for the funnel
+    s1kit distill --input q.jsonl --output t.jsonl --base-url URL --model NAME   # teacher traces (extra: data)
 
 A YAML recipe (``--config``) sets defaults, with sections ``generate:`` and ``policy:``; flags override.
 """
@@ -128,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     from s1kit.train.command import register as register_train
 
     register_train(sub)
+    from s1kit.data.command import register as register_data
+
+    register_data(sub)
     return parser
 
 
