@@ -1,5 +1,5 @@
 # s1kit — two set-up commands on a fresh machine (each creates and fills .venv):
-#   make demo    the main job (budget-forced generation on a tiny local model)
+#   make run     the main job: the whole s1 pipeline on a tiny model (s1kit run recipes/tiny.yaml)
 #   make test    the test suite (CPU, no network)
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?=
 EXTRAS ?= dev,eval,data,serve,api,train
 
-.PHONY: demo test test-slow bench lint clean
+.PHONY: run demo test test-slow bench lint clean
 
 $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	fi
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
+
+run: $(VENV)/.installed-$(EXTRAS)
+	$(VENV)/bin/s1kit run recipes/tiny.yaml
 
 demo: $(VENV)/.installed-$(EXTRAS)
 	$(VENV)/bin/s1kit demo --output-dir runs/demo

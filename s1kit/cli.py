@@ -1,5 +1,6 @@
 """The s1kit command line: verbs mapped to stage functions.
 
+    s1kit run recipes/tiny.yaml                  # the whole pipeline on a CPU: curate, train, eval, report
     s1kit demo                                   # budget forcing on a tiny local model
     s1kit generate --model PATH --input prompts.jsonl --output out.jsonl --max-thinking-tokens 2048 --num-ignore 2
     s1kit generate --config recipes/generate-s1.yaml --prompt "How many r in raspberry?"
@@ -133,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     from s1kit.data.command import register as register_data
 
     register_data(sub)
+    from s1kit.pipeline.command import register as register_run
+
+    register_run(sub)
     return parser
 
 

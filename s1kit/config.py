@@ -55,7 +55,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, group: s
         help_text = f"{help_text} (default: {default!r})"
         kind = _cli_type(hints[f.name])
         if kind is bool:
-            target.add_argument(flag, type=_parse_bool, metavar="BOOL", default=argparse.SUPPRESS, help=help_text)
+            # a bare flag means true: `--smoke` as well as `--smoke false`
+            target.add_argument(flag, type=_parse_bool, metavar="BOOL", nargs="?", const=True,
+                                default=argparse.SUPPRESS, help=help_text)
         elif kind is tuple:
             target.add_argument(flag, type=_parse_list, metavar="A,B,...", default=argparse.SUPPRESS, help=help_text)
         else:

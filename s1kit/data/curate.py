@@ -63,6 +63,9 @@ class CurateConfig:
         "Precomputed solver outputs as name=path.jsonl (s1kit generate rows, joined by id)."))
     solver_max_thinking_tokens: int | None = field(default=None, metadata=_doc(
         "Thinking cap for solver runs (None: plain generation)."))
+    solver_max_answer_tokens: int = field(default=2048, metadata=_doc(
+        "Answer-token cap of each solver generation. Range: >= 1."))
+    solver_batch_size: int = field(default=8, metadata=_doc("Sequences each solver decodes together. Range: >= 1."))
     solver_missing: str = field(default="keep", metadata=_doc("Rows a solver has no output for: keep or drop."))
     domains: str = field(default="auto", metadata=_doc(
         "auto (the row's domain, else keywords), keyword (offline MSC classifier), field (the row's), llm."))
@@ -97,6 +100,8 @@ class CurateConfig:
         check_choice("select_method", self.select_method, SELECT_METHODS)
         check_choice("trace_columns", self.trace_columns, ("deepseek", "gemini"))
         check_int("n", self.n, 0)
+        check_int("solver_batch_size", self.solver_batch_size, 1)
+        check_int("solver_max_answer_tokens", self.solver_max_answer_tokens, 1)
         check_int("seed", self.seed, 0)
         for stage in self.stages:
             check_choice("stages", stage, STAGES)
@@ -284,7 +289,7 @@ def stage_difficulty(cfg: CurateConfig, rows: list[Row], ctx: dict[str, Any]) ->
         hashes[name] = file_hash(Path(path))
     for model in cfg.solvers:
         path = run_solver(model, rows, Path(cfg.output_dir) / "solvers", cfg.solver_max_thinking_tokens,
-                          backend=(ctx.get("solver_backends") or {}).get(model), progress=cfg.progress)
+                          max_answer_tokens=cfg.solver_max_answer_tokens, batch_size=cfg.solver_batch_size, backend=(ctx.get("solver_backends") or {}).get(model), progress=cfg.progress)
         outputs[model] = read_solver_outputs(path)
     if not outputs:
         logger.warning("difficulty: no solvers configured; no row is dropped as too easy")
@@ -335,7 +340,7 @@ def stage_params(cfg: CurateConfig, stage: str, ctx: dict[str, Any]) -> dict[str
     keys = {
         "collect": ("sources",), "decontaminate": ("benchmarks", "ngram"),
         "dedup": ("dedup_threshold", "near_dedup"), "distill": (), "quality": ("quality",),
-        "difficulty": ("tokenizer", "solvers", "solver_outputs", "solver_max_thinking_tokens", "solver_missing"),
+        "difficulty": ("tokenizer", "solvers", "solver_outputs", "solver_max_thinking_tokens", "solver_max_answer_tokens", "solver_missing"),
         "domains": ("domains", "domain_default", "llm_model"), "select": ("select_method", "n", "seed"),
     }[stage]
     full = to_dict(cfg)

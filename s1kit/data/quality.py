@@ -66,6 +66,10 @@ def regex_predicate(pattern: str, fields: Sequence[str] = ("question",), flags: 
     return predicate
 
 
+def _teacher_incorrect(row: Mapping[str, Any]) -> str | None:
+    return "teacher_correct=false" if row.get("teacher_correct") is False else None
+
+
 def _missing_fields(row: Mapping[str, Any]) -> list[str]:
     return validate_row(row)
 
@@ -122,13 +126,14 @@ def default_rules() -> list[Rule]:
 
 
 _USER_RULE_KEYS = {"name", "pattern", "fields", "description", "applies_to", "exempt", "ignore_case"}
-_CONFIG_KEYS = {"disable", "rules"}
+_CONFIG_KEYS = {"disable", "rules", "require_teacher_correct"}
 
 
 def rules_from_config(config: Mapping[str, Any] | None = None) -> list[Rule]:
     """Default rules minus ``config["disable"]`` plus regex rules from ``config["rules"]``.
 
-    A user rule is ``{"name", "pattern", "fields" (default ["question"]), "description",
+    ``require_teacher_correct: true`` adds the rule ``teacher_incorrect`` (rows whose
+    ``teacher_correct`` is False). A user rule is ``{"name", "pattern", "fields" (default ["question"]), "description",
     "applies_to", "exempt", "ignore_case" (default false)}``; it fires when the pattern matches.
     """
     config = dict(config or {})
@@ -139,6 +144,9 @@ def rules_from_config(config: Mapping[str, Any] | None = None) -> list[Rule]:
     if unknown := disable - names:
         raise ValueError(f"quality config: cannot disable unknown rules {sorted(unknown)}; known: {sorted(names)}")
     rules = [r for r in rules if r.name not in disable]
+    if config.get("require_teacher_correct", False):  # s1 kept wrong traces; a correctness filter is opt-in
+        rules.append(Rule("teacher_incorrect", _teacher_incorrect,
+                          "the teacher's final answer disagrees with the reference answer (teacher_correct false)"))
     for spec in config.get("rules", []):
         rule = _user_rule(spec)
         if rule.name in {r.name for r in rules}:

@@ -19,6 +19,7 @@ REPORT_TO = ("none", "wandb", "tensorboard")
 TRUNCATE_OR_DROP = ("truncate", "drop")
 DUPLICATES = ("drop", "keep", "error")
 CHAT_TEMPLATES = ("auto", "chatml")
+DATA_FORMATS = ("s1", "prompt_completion")
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -43,6 +44,10 @@ class TrainConfig:
     # -- data ------------------------------------------------------------------------------------
     dataset: str = field(default="", metadata=_doc(
         "JSONL or Parquet file, a folder of Parquet files, or 'synth:arith,n=N,seed=S' (built in code)."))
+    data_format: str = field(default="s1", metadata=_doc(
+        "s1: rows hold question/thinking/attempt, rendered with the chat template and completion_format; "
+        "prompt_completion: rows hold already-rendered 'prompt' and 'completion' text used verbatim "
+        "(loss on the completion), e.g. a base model's pre-training mix of chat answers and plain documents."))
     question_field: str = field(default="question", metadata=_doc("Column holding the question."))
     thinking_field: str = field(default="thinking", metadata=_doc(
         "Column holding the reasoning trace (s1K: thinking_trajectories, s1K-1.1: "
@@ -115,6 +120,7 @@ class TrainConfig:
         if self.limit is not None:
             check_int("limit", self.limit, 1)
         check_choice("chat_template", self.chat_template, CHAT_TEMPLATES)
+        check_choice("data_format", self.data_format, DATA_FORMATS)
         self._check_format()
         check_int("block_size", self.block_size, 8)
         check_choice("truncate_or_drop", self.truncate_or_drop, TRUNCATE_OR_DROP)

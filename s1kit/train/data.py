@@ -218,6 +218,11 @@ def _check_rows(rows, cfg: TrainConfig, renderer: Renderer, report: Report) -> l
                 report.drop("duplicate_id", rid)
                 continue
         seen.add(rid)
+        if cfg.data_format == "prompt_completion":
+            texts = _prompt_completion(row, rid, report)
+            if texts:
+                out.append((rid, texts[0], texts[0] + texts[1]))
+            continue
         fields = {}
         for key, name in (("question", cfg.question_field), ("thinking", cfg.thinking_field),
                           ("attempt", cfg.attempt_field)):
@@ -232,6 +237,20 @@ def _check_rows(rows, cfg: TrainConfig, renderer: Renderer, report: Report) -> l
             prompt = renderer.prompt(fields["question"])
             out.append((rid, prompt, prompt + renderer.completion(fields["thinking"], fields["attempt"])))
     return out
+
+
+def _prompt_completion(row: dict[str, Any], rid: str, report: Report) -> tuple[str, str] | None:
+    """The verbatim (prompt, completion) of a prompt_completion row; not stripped, since the text
+    is already rendered (newlines and special tokens are part of the format)."""
+    prompt, completion = row.get("prompt"), row.get("completion")
+    for key, value in (("prompt", prompt), ("completion", completion)):
+        if not isinstance(value, str):
+            report.drop(f"missing_{key}", rid)
+            return None
+    if not completion.strip():
+        report.drop("empty_completion", rid)
+        return None
+    return prompt, completion
 
 
 def _text(value: Any) -> str | None:

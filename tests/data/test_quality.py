@@ -123,3 +123,16 @@ def test_validate_row_reports_each_problem():
     assert validate_row(row) == ["question: empty", "metadata: missing",
                                  "trace_tokens: expected int, got bool", "thinking: expected str or None, got int"]
     assert validate_row(make_row()) == []
+
+
+def test_require_teacher_correct_is_opt_in():
+    from s1kit.data.quality import quality_filter, rules_from_config
+
+    good = {"id": "a", "question": "What is 2+2?", "solution": "", "answer": "4", "source": "synth/add",
+            "cot_type": "math", "metadata": {}, "teacher_correct": True}
+    bad = {**good, "id": "b", "question": "What is 3+3?", "teacher_correct": False}
+    unknown = {**good, "id": "c", "question": "What is 4+4?", "teacher_correct": None}
+    kept, _ = quality_filter([good, bad, unknown], rules_from_config({}))
+    assert [r["id"] for r in kept] == ["a", "b", "c"]  # s1's default keeps wrong traces
+    kept, log = quality_filter([good, bad, unknown], rules_from_config({"require_teacher_correct": True}))
+    assert [r["id"] for r in kept] == ["a", "c"] and log.counts() == {"teacher_incorrect": 1}

@@ -134,3 +134,26 @@ def test_end_of_turn_from_config_must_be_one_token(qwen_tokenizer):
     with pytest.raises(ConfigError) as err:
         build_examples([ROW], qwen_tokenizer, s11_cfg(end_of_turn="END OF TURN"))
     assert err.value.field == "end_of_turn"
+
+
+def test_prompt_completion_rows_are_used_verbatim(qwen_tokenizer):
+    """A base model's pre-training mix: a chat answer and a plain document, loss on completions only."""
+    tok = qwen_tokenizer
+    rows = [{"id": "chat", "prompt": "<|im_start|>user\n2+3?<|im_end|>\n<|im_start|>assistant\n",
+             "completion": "Answer: 5<|im_end|>"},
+            {"id": "doc", "prompt": "2+3?\n", "completion": " 2\n+3\n 5\nAnswer: 5<|im_end|>"},
+            {"id": "bad", "prompt": "x"}, {"id": "blank", "prompt": "y", "completion": "  "}]
+    examples, report = build_examples(rows, tok, TrainConfig(model="m", dataset="d", data_format="prompt_completion"))
+    assert [e.id for e in examples] == ["chat", "doc"]
+    assert report["dropped"] == {"missing_completion": 1, "empty_completion": 1}
+    for ex, row in zip(examples, rows):
+        assert tok.decode(ex.input_ids) == row["prompt"] + row["completion"]
+        loss_ids = [i for i, label in zip(ex.input_ids, ex.labels) if label != IGNORE]
+        assert tok.decode(loss_ids) == row["completion"]
+
+
+def test_data_format_is_validated():
+    from s1kit.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data_format"):
+        TrainConfig(model="m", dataset="d", data_format="text")

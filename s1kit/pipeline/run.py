@@ -1,0 +1,291 @@
+"""The embedded default: the whole s1 pipeline on a CPU, through the real stages.
+
+    s1kit run recipes/tiny.yaml            # ~15-25 min on 2 cores; the report path is printed
+    s1kit run recipes/tiny.yaml --smoke    # a small version in a few minutes (the tests run it)
+
+Stages, each a folder under ``output_dir`` with a ``stage.json`` (parameters, upstream hashes,
+outputs, seconds); a rerun skips every stage whose parameters and inputs are unchanged:
+
+1. ``pool``: synthetic questions of the configured families with the programmatic teacher's
+   traces (s1kit.synth), and the evaluation set (the ``synth`` benchmark of s1kit.eval).
+2. ``base_small`` / ``base_large``: tiny Qwen2 base models pre-trained from scratch by
+   ``s1kit train`` on the pool as direct chat answers and worked examples (the analogue of
+   Qwen2.5-7B/32B-Instruct: they answer directly, without a thinking phase).
+3. ``curate``: ``s1kit curate`` over the pool: decontaminate against the evaluation set, dedup,
+   quality (teacher-incorrect traces dropped), difficulty (questions a base model already
+   answers, run through ``s1kit generate`` and graded), domains (the family), s1K selection;
+   plus one selection per ablation (random-1K, ...).
+4. ``sft_<selection>``: ``s1kit train`` from the large base on each selection (5 epochs, s1's
+   schedule: cosine, warmup 5%, AdamW β=(0.9, 0.95), weight decay 1e-4).
+5. ``eval_*``: ``s1kit eval`` on the evaluation set: a budget-forcing sweep (caps × Waits) from
+   one shared-prefix run, majority voting and rejection sampling for the s1K model; the full
+   budget for the ablation models; the base models without thinking.
+6. ``report``: Markdown + HTML + PNGs (s1kit.pipeline.report).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from s1kit.pipeline.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# stage cache
+# ---------------------------------------------------------------------------------------------
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Stages:
+    """Runs named stages once: a stage whose params (including its upstream stages' hashes) match
+    its ``stage.json`` is skipped and its recorded outputs are returned."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.done: dict[str, dict[str, Any]] = {}
+        self.skipped: list[str] = []
+
+    def run(self, name: str, params: dict[str, Any], upstream: list[str], fn: Callable[[Path], dict[str, Any]]
+            ) -> dict[str, Any]:
+        folder = self.root / name
+        record_path = folder / "stage.json"
+        key = _hash({"params": params, "upstream": [self.done[u]["key"] for u in upstream]})
+        if record_path.exists():
+            record = json.loads(record_path.read_text())
+            if record.get("key") == key:
+                log.info("stage %s: unchanged, reusing %s", name, folder)
+                self.skipped.append(name)
+                self.done[name] = record
+                return record["outputs"]
+        folder.mkdir(parents=True, exist_ok=True)
+        log.info("stage %s: running", name)
+        start = time.perf_counter()
+        outputs = fn(folder)
+        record = {"key": key, "params": params, "upstream": upstream, "outputs": outputs,
+                  "seconds": round(time.perf_counter() - start, 1)}
+        record_path.write_text(json.dumps(record, indent=2, default=str))
+        self.done[name] = record
+        return outputs
+
+
+# ---------------------------------------------------------------------------------------------
+# stages
+# ---------------------------------------------------------------------------------------------
+
+
+def eval_benchmark(cfg: RunConfig) -> str:
+    return "synth:" + "+".join(cfg.families)
+
+
+def stage_pool(cfg: RunConfig, folder: Path) -> dict[str, Any]:
+    """The question pool with teacher traces, and the evaluation set (to decontaminate against)."""
+    from s1kit.data.rows import write_jsonl
+    from s1kit.data.sources import synth_rows, SourceConfig
+    from s1kit.eval.benchmarks import load_synth
+
+    rows = synth_rows(SourceConfig.from_dict(_pool_source(cfg)))
+    write_jsonl(folder / "pool.jsonl", rows)
+    eval_rows = load_synth(eval_benchmark(cfg), cfg.eval_per_family, cfg.eval_seed)
+    write_jsonl(folder / "eval_set.jsonl", eval_rows)
+    return {"pool": str(folder / "pool.jsonl"), "eval_set": str(folder / "eval_set.jsonl"), "pool_rows": len(rows),
+            "teacher_incorrect": sum(1 for r in rows if r.get("teacher_correct") is False),
+            "eval_rows": len(eval_rows)}
+
+
+def _pool_source(cfg: RunConfig) -> dict[str, Any]:
+    return {"synth": ",".join(cfg.families), "n": cfg.pool_per_family, "seed": cfg.seed,
+            "mistake_rate": cfg.mistake_rate}
+
+
+def stage_base(cfg: RunConfig, spec: str, pool_path: str, folder: Path) -> dict[str, Any]:
+    """Pre-train a tiny base model on direct chat answers + worked examples (s1kit train)."""
+    from s1kit.data.rows import iter_jsonl, write_jsonl
+    from s1kit.synth.teacher import base_corpus
+
+    corpus = base_corpus(iter_jsonl(pool_path), worked_share=cfg.base_worked_share, seed=cfg.seed)
+    data = folder / "corpus.jsonl"
+    write_jsonl(data, ({"id": f"c{i}", "prompt": p, "completion": c, "kind": k} for i, (p, c, k) in enumerate(corpus)))
+    model_dir = folder / "model"
+    manifest = _train(cfg, model=spec, dataset=str(data), output_dir=model_dir, lr=cfg.base_lr,
+                      max_steps=cfg.base_steps, data_format="prompt_completion")
+    return {"model": str(model_dir), "corpus_rows": len(corpus), "final_loss": manifest.get("final_loss"),
+            "train_seconds": manifest.get("seconds")}
+
+
+def _train(cfg: RunConfig, model: str, dataset: str, output_dir: Path, lr: float, max_steps: int | None = None,
+           epochs: float = 1.0, data_format: str = "s1") -> dict[str, Any]:
+    from s1kit.train import TrainConfig
+    from s1kit.train.sft import run_train
+
+    tcfg = TrainConfig(model=model, dataset=dataset, data_format=data_format, output_dir=str(output_dir),
+                       lr=lr, max_steps=max_steps, epochs=epochs, schedule="cosine", warmup_ratio=0.05,
+                       betas=(0.9, 0.95), weight_decay=1e-4, micro_batch=cfg.batch_size, global_batch=cfg.batch_size,
+                       block_size=cfg.block_size, truncate_or_drop="drop", use_cpu=True, seed=cfg.seed,
+                       save_steps=0, resume=None, logging_steps=50, report_to="none", chat_template="chatml")
+    manifest = run_train(tcfg)
+    curve = manifest.get("loss_curve") or []
+    return {**manifest, "final_loss": curve[-1]["loss"] if curve else None}
+
+
+def stage_curate(cfg: RunConfig, pool: dict[str, Any], solvers: list[str], folder: Path) -> dict[str, Any]:
+    """s1kit curate over the pool; one extra selection per ablation (only the select stage reruns)."""
+    from dataclasses import replace
+
+    from s1kit.data.curate import CurateConfig, curate_report, run_curate
+
+    ccfg = CurateConfig(output_dir=str(folder), name="s1k", sources=(_pool_source(cfg),),
+                        benchmarks=(pool["eval_set"],), ngram=8, teacher="none",
+                        quality={"require_teacher_correct": True}, tokenizer="chars", solvers=tuple(solvers),
+                        solver_max_thinking_tokens=None, solver_max_answer_tokens=16,
+                        solver_batch_size=cfg.eval_batch_size, domains="auto", select_method="s1k",
+                        n=cfg.select_n, seed=cfg.seed, parquet=False, force=True, progress=cfg.progress)
+    run_curate(ccfg)
+    funnel_md, _ = curate_report(ccfg)
+    outputs = {"s1k": str(folder / "s1k.jsonl"), "funnel_md": funnel_md, "funnel": _funnel_counts(ccfg)}
+    for method in cfg.ablations:
+        run_curate(replace(ccfg, name=f"{method}1k", select_method=method, stages=("select",), force=True))
+        outputs[method] = str(folder / f"{method}1k.jsonl")
+    outputs["selection_stats"] = {name: _selection_stats(outputs[name]) for name in ("s1k", *cfg.ablations)}
+    return outputs
+
+
+def _funnel_counts(ccfg) -> list[dict[str, Any]]:
+    """(stage, in, out, drops) for every curation stage that ran, from its manifest."""
+    from s1kit.data.curate import STAGES, read_manifest, stage_output
+    from s1kit.data.manifest import manifest_path
+
+    out = []
+    for stage in STAGES:
+        path = manifest_path(stage_output(ccfg, stage))
+        if path.exists():
+            m = read_manifest(path)
+            out.append({"stage": stage, "in": m.count_in, "out": m.count_out, "drops": dict(m.drops)})
+    return out
+
+
+def _selection_stats(path: str) -> dict[str, Any]:
+    from collections import Counter
+
+    from s1kit.data.rows import iter_jsonl
+
+    rows = list(iter_jsonl(path))
+    lengths = [len(r["thinking"]) + 2 for r in rows]  # bytes tokenizer: one token per ASCII character
+    return {"rows": len(rows), "median_trace_tokens": statistics.median(lengths) if lengths else 0,
+            "max_trace_tokens": max(lengths, default=0), "domains": dict(Counter(r.get("domain") for r in rows))}
+
+
+def stage_sft(cfg: RunConfig, base_model: str, dataset: str, folder: Path) -> dict[str, Any]:
+    model_dir = folder / "model"
+    manifest = _train(cfg, model=base_model, dataset=dataset, output_dir=model_dir, lr=cfg.sft_lr, epochs=cfg.sft_epochs)
+    return {"model": str(model_dir), "final_loss": manifest.get("final_loss"), "train_seconds": manifest.get("seconds")}
+
+
+def budgets_for(cfg: RunConfig, stats: dict[str, Any]) -> dict[str, Any]:
+    """Thinking caps as fractions of the selected set's median trace, plus the 'full' cap."""
+    median, longest = stats["median_trace_tokens"], stats["max_trace_tokens"]
+    caps = sorted({int(round(f * median)) for f in cfg.cap_fractions})
+    # smoke runs cap 'full' below the longest trace: an untrained model thinks until the cap
+    full = int(cfg.full_budget_factor * longest) + (0 if cfg.smoke else 16)
+    rejection = sorted({max(1, int(round(f * median))) for f in cfg.rejection_fractions})
+    return {"caps": [c for c in caps if c < full] + [full], "full": full, "rejection": rejection,
+            "median": median}
+
+
+def stage_eval(cfg: RunConfig, model: str, folder: Path, budgets: list[int] | None, waits: tuple[int, ...] = (0,),
+               majority_n: int = 0, majority_budget: int | None = None, rejection: list[int] = ()) -> dict[str, Any]:
+    """s1kit eval on the synthetic evaluation set; budgets None: plain generation (base models)."""
+    from s1kit.eval.run import EvalConfig, run_eval
+    from s1kit.forcing import BudgetPolicy
+
+    ecfg = EvalConfig(model=model, benchmarks=(eval_benchmark(cfg),), synth_n=cfg.eval_per_family,
+                      synth_seed=cfg.eval_seed, budgets=tuple(str(b) for b in budgets or ()),
+                      waits=tuple(str(w) for w in waits), majority_n=majority_n,
+                      majority_temperature=cfg.majority_temperature, majority_budget=majority_budget,
+                      rejection_budgets=tuple(str(b) for b in rejection),
+                      rejection_max_attempts=cfg.rejection_max_attempts, output_dir=str(folder),
+                      chat_template="chatml", batch_size=cfg.eval_batch_size, device="cpu", progress=cfg.progress)
+    policy = BudgetPolicy.preset("s1", forced_answer_prefix=cfg.forced_answer_prefix, max_answer_tokens=16,
+                                 max_thinking_tokens=(max(budgets) if budgets else None))
+    results = run_eval(ecfg, policy)
+    return {"results": str(folder / "results.json"), "samples": str(folder / "samples.jsonl"),
+            "report": str(folder / "report.md"),
+            "summary": results["benchmarks"][eval_benchmark(cfg)]}
+
+
+# ---------------------------------------------------------------------------------------------
+# orchestration
+# ---------------------------------------------------------------------------------------------
+
+
+def run_pipeline(cfg: RunConfig) -> Path:
+    """Every stage in order (finished ones reused); returns the path of the HTML report."""
+    import torch
+
+    from s1kit.pipeline.report import write_report
+
+    torch.set_num_threads(cfg.threads)
+    root = cfg.root
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    st = Stages(root)
+    t0 = time.perf_counter()
+    pool = st.run("pool", {"source": _pool_source(cfg), "eval": [cfg.eval_per_family, cfg.eval_seed]}, [],
+                  lambda d: stage_pool(cfg, d))
+    bases = {}
+    for name, spec in (("base_small", cfg.base_small), ("base_large", cfg.base_large)):
+        params = {"spec": spec, "worked": cfg.base_worked_share, "steps": cfg.base_steps, "lr": cfg.base_lr,
+                  "batch": cfg.batch_size, "block": cfg.block_size, "seed": cfg.seed}
+        bases[name] = st.run(name, params, ["pool"], lambda d, s=spec: stage_base(cfg, s, pool["pool"], d))
+    cur_params = {"n": cfg.select_n, "seed": cfg.seed, "ablations": list(cfg.ablations)}
+    curated = st.run("curate", cur_params, ["pool", "base_small", "base_large"],
+                     lambda d: stage_curate(cfg, pool, [bases["base_small"]["model"], bases["base_large"]["model"]], d))
+    budgets = budgets_for(cfg, curated["selection_stats"]["s1k"])
+    sft, evals = {}, {}
+    for sel in ("s1k", *cfg.ablations):
+        params = {"epochs": cfg.sft_epochs, "lr": cfg.sft_lr, "batch": cfg.batch_size, "block": cfg.block_size}
+        sft[sel] = st.run(f"sft_{sel}", params, ["base_large", "curate"],
+                          lambda d, s=sel: stage_sft(cfg, bases["base_large"]["model"], curated[s], d))
+    eval_common = {"n": cfg.eval_per_family, "seed": cfg.eval_seed, "prefix": cfg.forced_answer_prefix}
+    main_params = {**eval_common, "budgets": budgets, "waits": list(cfg.waits), "majority_n": cfg.majority_n,
+                   "majority_t": cfg.majority_temperature, "rejection_attempts": cfg.rejection_max_attempts}
+    evals["s1k"] = st.run("eval_s1k", main_params, ["sft_s1k"], lambda d: stage_eval(
+        cfg, sft["s1k"]["model"], d, budgets["caps"], cfg.waits, cfg.majority_n, budgets["full"], budgets["rejection"]))
+    for sel in cfg.ablations:
+        evals[sel] = st.run(f"eval_{sel}", {**eval_common, "budgets": [budgets["full"]]}, [f"sft_{sel}"],
+                            lambda d, s=sel: stage_eval(cfg, sft[s]["model"], d, [budgets["full"]]))
+    for name in ("base_small", "base_large"):
+        evals[name] = st.run(f"eval_{name}", eval_common, [name],
+                             lambda d, n=name: stage_eval(cfg, bases[n]["model"], d, None))
+    seconds = {name: rec.get("seconds", 0.0) for name, rec in st.done.items()}
+    context = {"cfg": cfg, "pool": pool, "bases": bases, "curated": curated, "budgets": budgets, "sft": sft,
+               "evals": evals, "stage_seconds": seconds, "skipped": st.skipped,
+               "wall_seconds": round(time.perf_counter() - t0, 1)}
+    html = write_report(context, root / "report")
+    log.info("report: %s", html)
+    return html
+
+
+def open_in_browser(path: Path) -> bool:
+    """Open the report where a display is available; never blocks, never fails the run."""
+    import os
+    import webbrowser
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.name == "nt"
+            or os.uname().sysname == "Darwin"):
+        return False
+    try:
+        return webbrowser.open(path.resolve().as_uri())
+    except webbrowser.Error as err:
+        log.info("could not open a browser (%s); open %s yourself", err, path)
+        return False
