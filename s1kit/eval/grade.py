@@ -4,6 +4,8 @@
     g = grade(output_text, gold="\\frac{1}{2}", kind="math")   # Grade(correct, tier, extracted, reason)
     grade(output_text, gold="33", kind="integer")               # AIME: integers 0-999
     grade(output_text, gold="C", kind="mcq")                    # GPQA: letters A-D
+    grade(output_text, gold="0 2 5", kind="exact")              # synthetic tasks: normalised strings
+    grade(output_text, gold, kind="math", judge=LLMJudge(cfg), question=q)   # + optional LLM judge
     grade_answer("0.5", "\\frac12").correct                     # two already-extracted answers
 
 Pipeline (each tier either decides or passes on; ``Grade.tier`` names the one that decided):
@@ -17,6 +19,9 @@ Pipeline (each tier either decides or passes on; ``Grade.tier`` names the one th
    numbers are re-checked at 50 digits (math-verify rounds to 6 decimals, so ``1/2004!`` and
    ``1/2006!`` would collide), and symbolic answers that math-verify finds unequal are simplified
    once more with radicals combined as for positive symbols.
+5. "judge" (optional, :mod:`s1kit.eval.judge`): an OpenAI-compatible LLM at temperature 0, asked
+   only when the tiers above could not decide (or as configured), with an on-disk cache. A reply
+   that is not a verdict is "judge_unparsable", a failed request "judge_error": both incorrect.
 
 The math-verify worker is a spawned process, so a script that grades needs the usual
 ``if __name__ == "__main__":`` guard.
@@ -31,6 +36,8 @@ Decisions worth knowing:
 - Word answers (``\\text{East}``) compare case-insensitively; everything else is case-sensitive.
 - ``kind="integer"`` accepts only integer answers (``33.0`` counts, ``\\frac{66}{2}`` does not).
 - ``kind="mcq"`` compares uppercase letters A-D.
+- ``kind="exact"`` stops after the "exact" tier: digit strings such as ``0 2 5`` (sorted digits)
+  must not be compared as integers (``025`` = ``25``) or symbolically.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("math", "integer", "mcq")
+KINDS = ("math", "integer", "mcq", "exact")
 ANSWER_DELIMITER = "<|im_start|>answer"
 THINK_END = "</think>"
 INSTALL_HINT = "pip install 's1kit[eval]'"
@@ -76,7 +83,7 @@ class Grade:
     """One grading decision: ``correct``, the ``tier`` that decided it, the extracted answer, why."""
 
     correct: bool
-    tier: str  # "exact", "integer", "math_verify", "unparsable", "timeout", "error"
+    tier: str  # "exact", "integer", "math_verify", "unparsable", "timeout", "error", "judge", ...
     extracted: str | None
     reason: str
 
@@ -349,16 +356,39 @@ def exact_key(normalised: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def grade(prediction_text: str, gold: str, kind: str = "math", timeout_s: float = 5.0) -> Grade:
+def grade(prediction_text: str, gold: str, kind: str = "math", timeout_s: float = 5.0,
+          judge=None, question: str = "") -> Grade:
     """``grade(model_output, gold="\\frac{1}{2}", kind="math")`` -> ``Grade``.
 
     Extracts the final answer (:func:`extract_answer`) and compares it with ``gold`` through the
-    tiers of :func:`grade_answer`. No answer found -> incorrect, tier "unparsable".
+    tiers of :func:`grade_answer`. No answer found -> incorrect, tier "unparsable". With a
+    ``judge`` (:class:`s1kit.eval.judge.LLMJudge`) whose ``should_judge`` accepts the offline
+    verdict, the judge decides instead (tier "judge", "judge_unparsable" or "judge_error").
     """
     extraction = extract_answer(prediction_text, kind)
     if extraction.answer is None:
-        return Grade(False, "unparsable", None, "no final answer found in the prediction")
-    return grade_answer(extraction.answer, gold, kind, timeout_s)
+        offline = Grade(False, "unparsable", None, "no final answer found in the prediction")
+    else:
+        offline = grade_answer(extraction.answer, gold, kind, timeout_s)
+    if judge is None or not judge.should_judge(offline.tier, offline.correct):
+        return offline
+    shown = extraction.answer if extraction.answer is not None else final_answer_region(prediction_text).strip()
+    return _judge_grade(judge, question, gold, shown, offline)
+
+
+def _judge_grade(judge, question: str, gold: str, prediction: str, offline: Grade) -> Grade:
+    verdict = judge.judge(question, gold, prediction)
+    offline_note = f"offline tier {offline.tier}: {offline.reason}"
+    if verdict.status in ("correct", "incorrect"):
+        logger.info("judge decided %s (%s) for gold %r", verdict.status, "cached" if verdict.cached else "asked", gold)
+        return Grade(verdict.status == "correct", "judge", offline.extracted or prediction,
+                     f"judge replied {verdict.reply.strip()!r}{' (cached)' if verdict.cached else ''}; {offline_note}")
+    if verdict.status == "unparsable":
+        logger.warning("judge reply unparsable for gold %r: %r", gold, verdict.reply[:200])
+        return Grade(False, "judge_unparsable", offline.extracted,
+                     f"unparsable -> incorrect: judge replied {verdict.reply[:200]!r}; {offline_note}")
+    logger.warning("judge failed for gold %r: %s", gold, verdict.reply)
+    return Grade(False, "judge_error", offline.extracted, f"{verdict.reply}; {offline_note}")
 
 
 def grade_answer(answer: str, gold: str, kind: str = "math", timeout_s: float = 5.0) -> Grade:
@@ -376,6 +406,8 @@ def grade_answer(answer: str, gold: str, kind: str = "math", timeout_s: float = 
         return Grade(False, "unparsable", answer, "the answer is empty after normalisation")
     if exact_key(pred_norm) == exact_key(gold_norm):
         return Grade(True, "exact", answer, f"normalised strings equal: {gold_norm!r}")
+    if kind == "exact":
+        return Grade(False, "exact", answer, f"normalised strings differ: {pred_norm!r} vs gold {gold_norm!r}")
     integer_grade = _grade_integers(answer, pred_norm, gold_norm, kind)
     if integer_grade is not None:
         return integer_grade

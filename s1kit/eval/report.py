@@ -1,6 +1,9 @@
-"""Report of an eval run: the scaling plot (accuracy vs thinking tokens, 95% CI bands) and tables.
+"""Report of an eval run: the scaling plots (accuracy vs thinking tokens, 95% CI bands) and tables.
 
-    write_report(results, Path("runs/eval"))   # scaling.png, report.md, report.html
+    write_report(results, Path("runs/eval"))
+    # scaling.png                 budget forcing: one line per number of Waits (the paper's figure)
+    # parallel_vs_sequential.png  budget forcing vs majority voting vs rejection sampling
+    # report.md, report.html      Control / Scaling / Performance per method, then each method's points
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 def write_report(results: dict[str, Any], out_dir: Path) -> None:
     plot_scaling(results, out_dir / "scaling.png")
+    plot_parallel_vs_sequential(results, out_dir / "parallel_vs_sequential.png")
     text = markdown(results)
     (out_dir / "report.md").write_text(text, encoding="utf-8")
     (out_dir / "report.html").write_text(to_html(text), encoding="utf-8")
@@ -19,13 +23,7 @@ def write_report(results: dict[str, Any], out_dir: Path) -> None:
 
 def plot_scaling(results: dict[str, Any], path: Path) -> None:
     """One panel per benchmark; one line per number of Waits, CI as a band (the paper's figure)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError("plots need matplotlib: pip install 's1kit[eval]'") from err
+    plt = _pyplot()
     benches = results["benchmarks"]
     fig, axes = plt.subplots(1, max(1, len(benches)), figsize=(5 * max(1, len(benches)), 4), squeeze=False)
     for ax, (bench, res) in zip(axes[0], sorted(benches.items())):
@@ -44,23 +42,108 @@ def plot_scaling(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError("plots need matplotlib: pip install 's1kit[eval]'") from err
+    return plt
+
+
+def plot_parallel_vs_sequential(results: dict[str, Any], path: Path) -> None:
+    """One panel per benchmark: accuracy against average thinking tokens per problem for budget
+    forcing (sequential; one line per number of Waits), majority voting (parallel; total tokens
+    of the k votes) and rejection sampling, each with its 95% CI band."""
+    plt = _pyplot()
+    benches = results["benchmarks"]
+    fig, axes = plt.subplots(1, max(1, len(benches)), figsize=(5.5 * max(1, len(benches)), 4.2), squeeze=False)
+    for ax, (bench, res) in zip(axes[0], sorted(benches.items())):
+        for label, pts in _curves(res.get("methods", {})):
+            pts = sorted(pts, key=lambda p: p["mean_thinking_tokens"])
+            x = [p["mean_thinking_tokens"] for p in pts]
+            (line,) = ax.plot(x, [100 * p["accuracy"] for p in pts], marker="o", label=label)
+            ax.fill_between(x, [100 * p["ci_low"] for p in pts], [100 * p["ci_high"] for p in pts],
+                            alpha=0.15, color=line.get_color())
+        ax.set_title(f"{bench}: parallel vs sequential scaling")
+        ax.set_xlabel("average thinking tokens per problem")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _curves(methods: dict[str, Any]):
+    """(legend label, points) for each line of the parallel-vs-sequential plot."""
+    bf = methods.get("budget_forcing")
+    if bf:
+        for waits in sorted({p["waits"] for p in bf["points"]}):
+            yield f"{bf['label']} ({waits} Wait(s))", [p for p in bf["points"] if p["waits"] == waits]
+    if "majority_voting" in methods:
+        yield "majority voting (maj@k)", methods["majority_voting"]["points"]
+    if "rejection_sampling" in methods:
+        yield "rejection sampling", methods["rejection_sampling"]["points"]
+
+
 def markdown(results: dict[str, Any]) -> str:
-    lines = ["# Evaluation report", "", "![scaling](scaling.png)", ""]
+    lines = ["# Evaluation report", "", "![scaling](scaling.png)", "",
+             "![parallel vs sequential](parallel_vs_sequential.png)", ""]
     for bench, res in sorted(results["benchmarks"].items()):
-        scal = res["scaling_per_1k_tokens"]
-        lines += [f"## {bench}", "",
-                  f"Control {100 * res['control']:.1f}% · Scaling "
-                  f"{'n/a' if scal is None else f'{100 * scal:.2f} points per 1k thinking tokens'} · "
-                  f"Performance {100 * res['performance']:.1f}%", "",
-                  "| budget | waits | n | accuracy % [95% CI] | mean thinking | median | capped % | mean waits | unparsable |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for p in res["points"]:
-            lines.append(f"| {p['budget']} | {p['waits']} | {p['n']} | {100 * p['accuracy']:.1f} "
-                         f"[{100 * p['ci_low']:.1f}, {100 * p['ci_high']:.1f}] | {p['mean_thinking_tokens']:.1f} | "
-                         f"{p['median_thinking_tokens']:.0f} | {100 * p['forced_end_share']:.0f} | "
-                         f"{p['mean_waits']:.2f} | {p['unparsable']} |")
+        source = results.get("datasets", {}).get(bench)
+        lines += [f"## {bench}", ""]
+        if source:
+            lines += [f"Data: {source['source']} @ {source['revision']} · {source['rows']} problems · "
+                      f"sha256 {source['sha256'][:12]}", ""]
+        methods = res.get("methods", {})
+        lines += ["| method | Control % | Scaling (points / 1k thinking tokens) | Performance % |", "|---|---|---|---|"]
+        for m in methods.values():
+            scal = m["scaling_per_1k_tokens"]
+            shown = "n/a" if scal is None else f"{100 * scal:.2f}"
+            lines.append(f"| {m['label']} | {100 * m['control']:.1f} | {shown} | {100 * m['performance']:.1f} |")
         lines.append("")
+        for name, m in methods.items():
+            lines += [f"### {m['label']}", ""] + _METHOD_TABLES[name](m["points"]) + [""]
     return "\n".join(lines)
+
+
+def _ci(p: dict[str, Any]) -> str:
+    return f"{100 * p['accuracy']:.1f} [{100 * p['ci_low']:.1f}, {100 * p['ci_high']:.1f}]"
+
+
+def _budget_forcing_table(points: list[dict[str, Any]]) -> list[str]:
+    lines = ["| budget | waits | n | accuracy % [95% CI] | mean thinking | median | capped % | mean waits "
+             "| unparsable |", "|---|---|---|---|---|---|---|---|---|"]
+    for p in points:
+        lines.append(f"| {p['budget']} | {p['waits']} | {p['n']} | {_ci(p)} | {p['mean_thinking_tokens']:.1f} | "
+                     f"{p['median_thinking_tokens']:.0f} | {100 * p['forced_end_share']:.0f} | "
+                     f"{p['mean_waits']:.2f} | {p['unparsable']} |")
+    return lines
+
+
+def _majority_table(points: list[dict[str, Any]]) -> list[str]:
+    lines = ["| k | n | maj@k accuracy % [95% CI] | thinking tokens per problem (k samples) | unparsable votes |",
+             "|---|---|---|---|---|"]
+    for p in points:
+        lines.append(f"| {p['k']} | {p['n']} | {_ci(p)} | {p['mean_thinking_tokens']:.1f} | {p['unparsable']} |")
+    return lines
+
+
+def _rejection_table(points: list[dict[str, Any]]) -> list[str]:
+    lines = ["| budget | n | accuracy % [95% CI] | kept | none fit | mean attempts | max attempts | "
+             "mean thinking (kept) | unparsable |", "|---|---|---|---|---|---|---|---|---|"]
+    for p in points:
+        lines.append(f"| {p['budget']} | {p['n']} | {_ci(p)} | {p['kept']} | {p['none_fit']} | "
+                     f"{p['mean_attempts']:.2f} | {p['max_attempts']} | {p['mean_thinking_tokens']:.1f} | "
+                     f"{p['unparsable']} |")
+    return lines
+
+
+_METHOD_TABLES = {"budget_forcing": _budget_forcing_table, "majority_voting": _majority_table,
+                  "rejection_sampling": _rejection_table}
 
 
 def to_html(text: str) -> str:
@@ -77,7 +160,10 @@ def to_html(text: str) -> str:
             body.append("<table border=1 cellpadding=4>" + "".join(table) + "</table>")
             table = []
         if line.startswith("!["):
-            body.append('<img src="scaling.png" alt="scaling">')
+            src = line[line.index("(") + 1:line.rindex(")")]
+            body.append(f'<img src="{html.escape(src)}" alt="{html.escape(src)}">')
+        elif line.startswith("### "):
+            body.append(f"<h3>{html.escape(line[4:])}</h3>")
         elif line.startswith("## "):
             body.append(f"<h2>{html.escape(line[3:])}</h2>")
         elif line.startswith("# "):

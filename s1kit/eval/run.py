@@ -2,13 +2,25 @@
 
     s1kit eval --model PATH --benchmarks math500,aime24 --budgets 512,1024,2048,4096 --waits 0,1,2
     s1kit eval --model PATH --benchmarks math500 --data math500=local/math500.jsonl --limit 50
+    s1kit eval --model PATH --benchmarks math500 --budgets 512,1024,2048 --majority-n 8 \
+        --rejection-budgets 512,1024,2048                        # + the paper's baselines
+    s1kit eval --model PATH --benchmarks synth --synth-n 20 --budgets 64,128,256   # synthetic tasks
+    s1kit eval --config recipes/eval-math500.yaml
 
 With ``--budgets`` every (budget, waits) point comes from one longest greedy run per problem
-(:mod:`s1kit.eval.sweep`); without, one point with the policy's own cap. Each graded sample is
-appended to ``<output_dir>/samples.jsonl`` as soon as its problem's chunk is done, so a killed
-run resumes where it stopped (problems with every point present are skipped). At the end
-``results.json`` (config, versions, dataset hashes, metrics with 95% bootstrap CIs, s1's Control /
-Scaling / Performance), ``scaling.png`` and ``report.md`` are written from all samples.
+(:mod:`s1kit.eval.sweep`); without, one point with the policy's own cap. Baselines run next to
+it (:mod:`s1kit.eval.baselines`): majority voting over ``majority_n`` sampled runs (parallel
+scaling, maj@1, 2, 4, ... n) and rejection sampling per ``rejection_budgets`` entry (attempts
+counted). ``prompt_mode`` token/step/class states the budget in the prompt (conditional control;
+each budget point is then its own run, since the prompts differ).
+
+Each graded sample is appended to ``<output_dir>/samples.jsonl`` as soon as its chunk is done
+(fsynced), so a killed run resumes where it stopped: a problem with every row of a method present
+is skipped, a partly written one is regenerated (no duplicates, no gaps). A sample whose grading
+times out or crashes is recorded with its reason and counts as incorrect. At the end
+``results.json`` (config, versions, dataset sources, revisions and hashes, per-method metrics with
+95% bootstrap CIs, s1's Control / Scaling / Performance), ``scaling.png``,
+``parallel_vs_sequential.png`` and ``report.md``/``report.html`` are written from all samples.
 """
 
 from __future__ import annotations
@@ -21,9 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from s1kit.forcing import BudgetPolicy
-from s1kit.forcing.validation import ConfigError, check_choice, check_int
+from s1kit.forcing.validation import ConfigError, check_choice, check_float, check_int
 
 log = logging.getLogger(__name__)
+
+PROMPT_MODES = ("none", "token", "step", "class")
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -32,18 +46,40 @@ def _doc(text: str) -> dict[str, str]:
 
 @dataclass
 class EvalConfig:
-    """What to evaluate, on which budgets, and where results go."""
+    """What to evaluate, on which budgets and baselines, and where results go."""
 
     model: str = field(default="", metadata=_doc("Local model folder or Hub id."))
     revision: str | None = field(default=None, metadata=_doc("Model revision (commit) to pin."))
     benchmarks: tuple[str, ...] = field(default=("math500",), metadata=_doc(
-        "Benchmarks: aime24, aime25, math500, amc23, gpqa_diamond."))
+        "Benchmarks: aime24, aime25, math500, amc23, gpqa_diamond, synth, synth:<family>[+<family>]."))
     data: tuple[str, ...] = field(default=(), metadata=_doc("Local files as name=path (else the Hub)."))
-    data_revision: str | None = field(default=None, metadata=_doc("Hub dataset revision to pin."))
+    data_revision: str | None = field(default=None, metadata=_doc(
+        "Hub dataset revision to pin (recorded in results.json; unpinned loads log a warning)."))
     limit: int | None = field(default=None, metadata=_doc("First N problems of each benchmark."))
+    synth_n: int = field(default=50, metadata=_doc("synth benchmarks: problems per task family. Range: >= 1."))
+    synth_seed: int = field(default=1234, metadata=_doc(
+        "synth benchmarks: generation seed (use one the training data did not). Range: >= 0."))
     budgets: tuple[str, ...] = field(default=(), metadata=_doc(
         "Thinking caps to sweep (one run gives all points); empty: the policy's max_thinking_tokens."))
     waits: tuple[str, ...] = field(default=("0",), metadata=_doc("Numbers of 'Wait' extensions to sweep."))
+    prompt_mode: str = field(default="none", metadata=_doc(
+        "Conditional control: none, token ('Think for up to N tokens.'), step (N = budget // "
+        "tokens_per_step steps) or class (two budgets: 'short', 'long')."))
+    prompt_template: str | None = field(default=None, metadata=_doc(
+        "Custom conditional prompt with {question} and {value}; None: the mode's template."))
+    tokens_per_step: int = field(default=32, metadata=_doc("step mode: thinking tokens per step. Range: >= 1."))
+    majority_n: int = field(default=0, metadata=_doc(
+        "Majority voting baseline: samples per problem (0: off; maj@1, 2, 4, ... n). Range: >= 0."))
+    majority_temperature: float = field(default=0.7, metadata=_doc(
+        "Sampling temperature of majority voting. Range: (0, 100]."))
+    majority_budget: int | None = field(default=None, metadata=_doc(
+        "Thinking cap of each majority sample; None: the largest budget. Range: >= 1."))
+    rejection_budgets: tuple[str, ...] = field(default=(), metadata=_doc(
+        "Rejection sampling baseline: budgets to resample under until the thinking fits (empty: off)."))
+    rejection_max_attempts: int = field(default=16, metadata=_doc(
+        "Rejection sampling: attempts per problem before it counts as none fit. Range: >= 1."))
+    rejection_temperature: float = field(default=1.0, metadata=_doc(
+        "Sampling temperature of rejection sampling. Range: (0, 100]."))
     output_dir: str = field(default="runs/eval", metadata=_doc("Where samples, results and plots go."))
     chat_template: str = field(default="auto", metadata=_doc("auto, chatml or none."))
     system_prompt: str | None = field(default=None, metadata=_doc("System turn for chat templates."))
@@ -51,6 +87,15 @@ class EvalConfig:
     device: str | None = field(default=None, metadata=_doc("cpu, cuda ... (default: cuda if present)."))
     dtype: str | None = field(default=None, metadata=_doc("float32, bfloat16 ... (default by device)."))
     grade_timeout_s: float = field(default=5.0, metadata=_doc("Per-sample math-verify timeout (seconds)."))
+    judge_model: str | None = field(default=None, metadata=_doc(
+        "LLM judge (optional grader tier): model name at an OpenAI-compatible endpoint (extra: api)."))
+    judge_base_url: str | None = field(default=None, metadata=_doc("LLM judge endpoint base URL (…/v1)."))
+    judge_api_key_env: str = field(default="OPENAI_API_KEY", metadata=_doc(
+        "Environment variable holding the judge's API key (never logged or stored)."))
+    judge_when: str = field(default="undecided", metadata=_doc(
+        "When the judge decides: undecided (offline tiers could not), incorrect, always."))
+    judge_cache: str | None = field(default=None, metadata=_doc(
+        "Judge cache file; None: <output_dir>/judge_cache.sqlite."))
     progress: bool = field(default=True, metadata=_doc("Show progress bars."))
 
     def __post_init__(self) -> None:
@@ -60,7 +105,10 @@ class EvalConfig:
         check_int("batch_size", self.batch_size, 1)
         if self.limit is not None:
             check_int("limit", self.limit, 1)
-        for name, values in (("budgets", self.budgets), ("waits", self.waits)):
+        check_int("synth_n", self.synth_n, 1)
+        check_int("synth_seed", self.synth_seed, 0)
+        for name, values in (("budgets", self.budgets), ("waits", self.waits),
+                             ("rejection_budgets", self.rejection_budgets)):
             if any(not str(v).isdigit() for v in values):
                 raise ConfigError(name, list(values), "comma-separated integers >= 0")
         if not self.waits:
@@ -68,6 +116,33 @@ class EvalConfig:
         for item in self.data:
             if "=" not in item:
                 raise ConfigError("data", item, "name=path")
+        self._check_baselines()
+        self._check_prompt_mode()
+        if self.judge_model is not None:
+            self.judge_config()  # validates the judge fields
+
+    def _check_baselines(self) -> None:
+        check_int("majority_n", self.majority_n, 0)
+        check_float("majority_temperature", self.majority_temperature, 0, 100, lo_open=True)
+        if self.majority_budget is not None:
+            check_int("majority_budget", self.majority_budget, 1)
+        check_int("rejection_max_attempts", self.rejection_max_attempts, 1)
+        check_float("rejection_temperature", self.rejection_temperature, 0, 100, lo_open=True)
+        if any(int(b) < 1 for b in self.rejection_budgets):
+            raise ConfigError("rejection_budgets", list(self.rejection_budgets), "integers >= 1")
+
+    def _check_prompt_mode(self) -> None:
+        check_choice("prompt_mode", self.prompt_mode, PROMPT_MODES)
+        check_int("tokens_per_step", self.tokens_per_step, 1)
+        if self.prompt_mode == "class" and len(set(self.budgets)) != 2:
+            raise ConfigError("budgets", list(self.budgets), "exactly two budgets in class mode (short, long)")
+        if self.prompt_mode != "none" and not self.budgets:
+            raise ConfigError("budgets", [], f"at least one budget in {self.prompt_mode} mode (stated in the prompt)")
+        if self.prompt_template is not None:
+            if self.prompt_mode == "none":
+                raise ConfigError("prompt_template", self.prompt_template, "only with prompt_mode token/step/class")
+            if "{question}" not in self.prompt_template or "{value}" not in self.prompt_template:
+                raise ConfigError("prompt_template", self.prompt_template, "a template with {question} and {value}")
 
     def budget_list(self) -> list[int]:
         return [int(b) for b in self.budgets]
@@ -75,11 +150,27 @@ class EvalConfig:
     def wait_list(self) -> list[int]:
         return [int(w) for w in self.waits]
 
+    def judge_config(self):
+        from s1kit.eval.judge import JudgeConfig
+
+        cache = self.judge_cache or str(Path(self.output_dir) / "judge_cache.sqlite")
+        return JudgeConfig(model=self.judge_model or "", base_url=self.judge_base_url,
+                           api_key_env=self.judge_api_key_env, when=self.judge_when, cache_path=cache)
+
+    def prompt_value(self, budget: int) -> int | str:
+        """What the conditional prompt states for a budget point."""
+        if self.prompt_mode == "step":
+            return max(1, budget // self.tokens_per_step)
+        if self.prompt_mode == "class":
+            return "short" if budget == min(self.budget_list()) else "long"
+        return budget
+
 
 def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, Any]:
-    """Generate, grade and summarise every benchmark; returns the results dict (also on disk)."""
-    from s1kit.eval.benchmarks import dataset_hash, load_benchmark
+    """Generate, grade and summarise every benchmark and method; returns the results dict (also on disk)."""
+    from s1kit.eval.benchmarks import benchmark_source, dataset_hash, load_benchmark
     from s1kit.eval.report import write_report
+    from s1kit.eval.summary import summarise
 
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,92 +179,268 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
 
         backend = HFBackend.from_pretrained(cfg.model, revision=cfg.revision, batch_size=cfg.batch_size,
                                             device=cfg.device, dtype=cfg.dtype)
+    judge = _make_judge(cfg)
     samples_path = out_dir / "samples.jsonl"
     paths = dict(item.split("=", 1) for item in cfg.data)
-    hashes = {}
-    for name in cfg.benchmarks:
-        rows = load_benchmark(name, paths.get(name), cfg.limit, cfg.data_revision)
-        hashes[name] = dataset_hash(rows)
-        _evaluate(cfg, policy, backend, rows, samples_path)
-    samples = _read_samples(samples_path)
-    results = summarise(samples, cfg, policy)
-    results.update(config=_plain(cfg), policy=policy.to_dict(), dataset_hashes=hashes, versions=_versions())
+    datasets, problems = {}, set()
+    try:
+        for name in cfg.benchmarks:
+            rows = load_benchmark(name, paths.get(name), cfg.limit, cfg.data_revision, cfg.synth_n, cfg.synth_seed)
+            datasets[name] = {**benchmark_source(name, paths.get(name), cfg.data_revision, cfg.synth_n,
+                                                 cfg.synth_seed), "rows": len(rows), "sha256": dataset_hash(rows)}
+            problems |= {(name, r["id"]) for r in rows}
+            if rows:
+                _evaluate(cfg, policy, backend, rows, samples_path, judge)
+    finally:
+        if judge is not None:
+            judge.close()
+    samples = [s for s in _read_samples(samples_path) if (s["benchmark"], s["id"]) in problems]
+    results = summarise(samples, policy.min_thinking_tokens, method_names=_method_names(cfg))
+    results.update(config=_plain(cfg), policy=policy.to_dict(), datasets=datasets,
+                   dataset_hashes={k: v["sha256"] for k, v in datasets.items()}, versions=_versions(),
+                   grading=_grading_counts(samples))
+    if judge is not None:
+        results["judge"] = {"model": cfg.judge_model, "when": cfg.judge_when, "http_calls": judge.http_calls,
+                            "cache_hits": judge.cache_hits}
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     write_report(results, out_dir)
     return results
 
 
-def _evaluate(cfg: EvalConfig, policy: BudgetPolicy, backend, rows, samples_path: Path) -> None:
-    from tqdm.auto import tqdm
+def _make_judge(cfg: EvalConfig):
+    if cfg.judge_model is None:
+        return None
+    from s1kit.eval.judge import LLMJudge
 
-    from s1kit.eval.sweep import sweep
-    from s1kit.formats import render_prompt_ids
-    from s1kit.generate import RowWriter
+    return LLMJudge(cfg.judge_config())
 
+
+def _method_names(cfg: EvalConfig) -> dict[str, str]:
+    if cfg.prompt_mode == "none":
+        return {}
+    return {"budget_forcing": f"{cfg.prompt_mode}-conditional + budget forcing"}
+
+
+def _grading_counts(samples: list[dict[str, Any]]) -> dict[str, int]:
+    """How many samples each grader tier decided (errors and timeouts included, never hidden)."""
+    counts: dict[str, int] = {}
+    for s in samples:
+        counts[s["grade_tier"]] = counts.get(s["grade_tier"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _evaluate(cfg: EvalConfig, policy: BudgetPolicy, backend, rows, samples_path: Path, judge) -> None:
+    """Every method for one benchmark, skipping problems whose rows are all on disk already."""
     budgets = cfg.budget_list() or [policy.max_thinking_tokens]
-    if any(not isinstance(b, int) for b in budgets):
+    if budgets == [None] and cfg.wait_list() != [0]:
+        raise ConfigError("waits", list(cfg.waits), "0 when there is no thinking phase (max_thinking_tokens None)")
+    if budgets != [None] and any(not isinstance(b, int) for b in budgets):
         raise ConfigError("budgets", budgets, "integers (give --budgets when max_thinking_tokens is 'auto')")
+    if budgets == [None] and (cfg.majority_n and cfg.majority_budget is None or cfg.prompt_mode != "none"):
+        raise ConfigError("budgets", [], "a budget for majority voting (or --majority-budget) and conditional prompts")
+    expected = _expected_points(cfg, budgets)
+    bench = rows[0]["benchmark"]
+    done = _done_problems(_read_samples(samples_path), bench, expected)
+    _drop_incomplete(samples_path, bench, done, expected)
+    runners = {"budget_forcing": _run_budget_forcing, "majority_voting": _run_majority,
+               "rejection_sampling": _run_rejection}
+    for method in expected:
+        todo = [r for r in rows if (method, r["id"]) not in done]
+        if len(todo) < len(rows):
+            log.info("%s %s: %d of %d problems already done", rows[0]["benchmark"], method,
+                     len(rows) - len(todo), len(rows))
+        if todo:
+            runners[method](cfg, policy, backend, todo, budgets, samples_path, judge)
+
+
+def _prompts(cfg: EvalConfig, backend, todo, budget: int | None = None) -> list[list[int]]:
+    from s1kit.eval.baselines import conditional_prompt
+    from s1kit.formats import render_prompt_ids
+
+    def question(row) -> str:
+        if cfg.prompt_mode == "none" or budget is None:
+            return row["question"]
+        if cfg.prompt_template is not None:
+            return cfg.prompt_template.format(question=row["question"], value=cfg.prompt_value(budget))
+        return conditional_prompt(row["question"], cfg.prompt_mode, cfg.prompt_value(budget))
+
+    return [render_prompt_ids(backend.tokenizer, question(r), cfg.chat_template, cfg.system_prompt) for r in todo]
+
+
+class _Sink:
+    """Grades and appends rows, with a progress bar; one per method run."""
+
+    def __init__(self, cfg: EvalConfig, samples_path: Path, judge, total: int, desc: str) -> None:
+        from tqdm.auto import tqdm
+
+        from s1kit.generate import RowWriter
+
+        self.cfg, self.judge = cfg, judge
+        self.writer = RowWriter(samples_path)
+        self.bar = tqdm(total=total, desc=desc, unit="sample", disable=not cfg.progress)
+
+    def write(self, problem: dict[str, Any], res, **fields: Any) -> None:
+        self.writer.write(sample_row(problem, res, self.cfg.grade_timeout_s, self.judge, **fields))
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.writer.close()
+        self.bar.close()
+
+
+def _run_budget_forcing(cfg, policy, backend, todo, budgets, samples_path, judge) -> None:
+    from s1kit.eval.sweep import sweep
+
     waits = cfg.wait_list()
-    done = _done_problems(load_done_points(samples_path), len(budgets) * len(waits))
-    _drop_incomplete(samples_path, done)
-    todo = [r for r in rows if (r["benchmark"], r["id"]) not in done]
-    if len(todo) < len(rows):
-        log.info("%s: %d of %d problems already done", rows[0]["benchmark"] if rows else "", len(rows) - len(todo), len(rows))
-    if not todo:
+    sink = _Sink(cfg, samples_path, judge, len(todo) * len(budgets) * len(waits), f"eval {todo[0]['benchmark']}")
+    if budgets == [None]:  # no thinking phase (a base model answering directly): one plain point
+        try:
+            _run_plain(policy, backend, todo, cfg, sink)
+        finally:
+            sink.close()
         return
-    prompts = [render_prompt_ids(backend.tokenizer, r["question"], cfg.chat_template, cfg.system_prompt) for r in todo]
-    writer = RowWriter(samples_path)
-    bar = tqdm(total=len(todo) * len(budgets) * len(waits), desc=f"eval {todo[0]['benchmark']}", unit="sample",
-               disable=not cfg.progress)
-
-    def on_point(pt, i: int, res) -> None:
-        writer.write(sample_row(todo[i], pt.budget, pt.waits, res, cfg.grade_timeout_s))
-        bar.update(1)
-
+    # Conditional prompts differ per budget, so each budget is its own sweep (over the Waits).
+    groups = [(b, [b]) for b in budgets] if cfg.prompt_mode != "none" else [(None, budgets)]
     try:
-        sweep(backend, prompts, budgets, waits, policy, keys=[r["id"] for r in todo], on_point=on_point)
+        for prompt_budget, point_budgets in groups:
+            prompts = _prompts(cfg, backend, todo, prompt_budget)
+            sweep(backend, prompts, point_budgets, waits, policy, keys=[r["id"] for r in todo],
+                  on_point=lambda pt, i, res: sink.write(todo[i], res, method="budget_forcing",
+                                                         budget=pt.budget, waits=pt.waits))
     finally:
-        writer.close()
-        bar.close()
+        sink.close()
 
 
-def sample_row(problem: dict[str, Any], budget: int, waits: int, res, timeout_s: float) -> dict[str, Any]:
-    """One graded sample; a grader failure is recorded with its reason, never fatal."""
-    from s1kit.eval.grade import grade
+def _run_plain(policy, backend, todo, cfg, sink) -> None:
+    from s1kit.backends.base import Request
 
+    for start in range(0, len(todo), backend.batch_size):
+        part = todo[start:start + backend.batch_size]
+        prompts = _prompts(cfg, backend, part)
+        results = backend.generate([Request(p, policy, key=r["id"]) for p, r in zip(prompts, part)])
+        for problem, res in zip(part, results):
+            sink.write(problem, res, method="budget_forcing", budget=None, waits=0)
+
+
+def _run_majority(cfg, policy, backend, todo, budgets, samples_path, judge) -> None:
+    from s1kit.eval.baselines import majority_voting
+
+    cap = cfg.majority_budget or max(budgets)
+    sampling = policy.replace(temperature=cfg.majority_temperature, max_thinking_tokens=cap, num_ignore=0)
+    sink = _Sink(cfg, samples_path, judge, len(todo) * cfg.majority_n, f"majority {todo[0]['benchmark']}")
+    step = max(1, backend.batch_size // cfg.majority_n)  # problems per chunk: rows land on disk as they finish
     try:
-        verdict = grade(res.text, problem["answer"], problem["kind"], timeout_s=timeout_s)
-        graded = {"correct": verdict.correct, "grade_tier": verdict.tier, "extracted": verdict.extracted,
-                  "grade_reason": verdict.reason}
-    except Exception as err:  # the run goes on; the sample counts as incorrect, with the reason
-        graded = {"correct": False, "grade_tier": "error", "extracted": None, "grade_reason": repr(err)}
-    return {"benchmark": problem["benchmark"], "id": problem["id"], "budget": budget, "waits": waits,
-            "gold": problem["answer"], "thinking": res.thinking_text, "answer_text": res.answer_text,
+        for start in range(0, len(todo), step):
+            part = todo[start:start + step]
+            votes = majority_voting(backend, _prompts(cfg, backend, part), sampling, cfg.majority_n,
+                                    keys=[r["id"] for r in part])
+            for problem, samples in zip(part, votes):
+                for j, res in enumerate(samples):
+                    sink.write(problem, res, method="majority_voting", budget=cap, waits=0, sample=j)
+    finally:
+        sink.close()
+
+
+def _run_rejection(cfg, policy, backend, todo, budgets, samples_path, judge) -> None:
+    from s1kit.eval.baselines import rejection_sampling
+
+    sampling = policy.replace(temperature=cfg.rejection_temperature)
+    rbudgets = sorted({int(b) for b in cfg.rejection_budgets})
+    sink = _Sink(cfg, samples_path, judge, len(todo) * len(rbudgets), f"rejection {todo[0]['benchmark']}")
+    try:
+        for start in range(0, len(todo), backend.batch_size):
+            part = todo[start:start + backend.batch_size]
+            prompts = _prompts(cfg, backend, part)
+            for budget in rbudgets:
+                kept = rejection_sampling(backend, prompts, sampling, budget, cfg.rejection_max_attempts,
+                                          keys=[f"{r['id']}@{budget}" for r in part])
+                for problem, out in zip(part, kept):
+                    sink.write(problem, out["result"], method="rejection_sampling", budget=budget, waits=0,
+                               attempts=out["attempts"])
+    finally:
+        sink.close()
+
+
+def sample_row(problem: dict[str, Any], res, timeout_s: float, judge=None, **fields: Any) -> dict[str, Any]:
+    """One graded sample; a grader failure is recorded with its reason, never fatal.
+
+    ``res`` None (rejection sampling found no sample within budget) is an incorrect row with
+    tier "no_sample_fit" and no thinking statistics.
+    """
+    base = {"benchmark": problem["benchmark"], "id": problem["id"], "kind": problem["kind"], **fields,
+            "gold": problem["answer"]}
+    if res is None:
+        return {**base, "thinking": None, "answer_text": None, "thinking_tokens": None, "answer_tokens": None,
+                "waits_injected": None, "forced_end": None, "finish_reason": None, "correct": False,
+                "grade_tier": "no_sample_fit", "extracted": None, "grade_reason": "no attempt fit the budget"}
+    return {**base, "thinking": res.thinking_text, "answer_text": res.answer_text,
             "thinking_tokens": res.thinking_tokens, "answer_tokens": res.answer_tokens,
             "waits_injected": res.waits_injected, "forced_end": res.forced_end,
-            "finish_reason": res.finish_reason, **graded}
+            "finish_reason": res.finish_reason, **grade_sample(res.text, problem, timeout_s, judge)}
 
 
-def _drop_incomplete(path: Path, done: set[tuple[str, str]]) -> None:
-    """Rewrite the samples keeping only problems with every point (and no torn line), so the
-    problems a crash cut short are regenerated without duplicate rows."""
+def grade_sample(text: str, problem: dict[str, Any], timeout_s: float, judge=None) -> dict[str, Any]:
+    """Grade fields of one sample; a grader crash becomes tier "error" with the exception as reason."""
+    from s1kit.eval import grade as grader
+
+    try:
+        verdict = grader.grade(text, problem["answer"], problem["kind"], timeout_s=timeout_s, judge=judge,
+                               question=problem["question"])
+        return {"correct": verdict.correct, "grade_tier": verdict.tier, "extracted": verdict.extracted,
+                "grade_reason": verdict.reason}
+    except Exception as err:  # noqa: BLE001  (the run goes on; the sample counts as incorrect, with the reason)
+        log.warning("grading %s/%s failed: %r", problem["benchmark"], problem["id"], err)
+        return {"correct": False, "grade_tier": "error", "extracted": None, "grade_reason": repr(err)}
+
+
+def _expected_points(cfg: EvalConfig, budgets: list[int]) -> dict[str, set[tuple]]:
+    """Per configured method, the (budget, waits, sample) keys every problem must have."""
+    expected = {"budget_forcing": {(b, w, None) for b in budgets for w in cfg.wait_list()}}
+    if cfg.majority_n:
+        cap = cfg.majority_budget or max(budgets)
+        expected["majority_voting"] = {(cap, 0, j) for j in range(cfg.majority_n)}
+    if cfg.rejection_budgets:
+        expected["rejection_sampling"] = {(int(b), 0, None) for b in cfg.rejection_budgets}
+    return expected
+
+
+def _point(row: dict[str, Any]) -> tuple:
+    return row.get("budget"), row.get("waits"), row.get("sample")
+
+
+def _done_problems(samples: list[dict[str, Any]], bench: str, expected: dict[str, set[tuple]]) -> set[tuple[str, str]]:
+    """(method, id) of the benchmark's problems with every expected row of a method present."""
+    from s1kit.eval.summary import method_of
+
+    present: dict[tuple[str, str], set[tuple]] = {}
+    for r in samples:
+        if r["benchmark"] == bench:
+            present.setdefault((method_of(r), r["id"]), set()).add(_point(r))
+    return {key for key, points in present.items() if key[0] in expected and expected[key[0]] <= points}
+
+
+def _drop_incomplete(path: Path, bench: str, done: set[tuple[str, str]], expected: dict[str, set[tuple]]) -> None:
+    """Rewrite the samples keeping, for this benchmark, only complete (method, problem)s and the
+    configured points (and no torn line), so what a crash cut short is regenerated without
+    duplicate rows; other benchmarks' rows are kept as they are."""
     if not path.exists():
         return
-    keep = [r for r in _read_samples(path) if (r["benchmark"], r["id"]) in done]
+    from s1kit.eval.summary import method_of
+
+    def keep(r: dict[str, Any]) -> bool:
+        if r["benchmark"] != bench:
+            return True
+        method = method_of(r)
+        return (method, r["id"]) in done and _point(r) in expected[method]
+
+    rows = _read_samples(path)
+    kept = [r for r in rows if keep(r)]
+    if len(kept) < len(rows):
+        log.info("%s: dropping %d rows of incomplete or unconfigured points (regenerated if configured)",
+                 bench, len(rows) - len(kept))
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
     tmp.replace(path)
-
-
-def load_done_points(path: Path) -> set[tuple[str, str, int, int]]:
-    return {(r["benchmark"], r["id"], r["budget"], r["waits"]) for r in _read_samples(path)}
-
-
-def _done_problems(points: set[tuple[str, str, int, int]], per_problem: int) -> set[tuple[str, str]]:
-    counts: dict[tuple[str, str], int] = {}
-    for bench, pid, _, _ in points:
-        counts[(bench, pid)] = counts.get((bench, pid), 0) + 1
-    return {key for key, n in counts.items() if n >= per_problem}
 
 
 def _read_samples(path: Path) -> list[dict[str, Any]]:
@@ -186,42 +453,6 @@ def _read_samples(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             break  # a torn last line from a crash; cut on the next write
     return rows
-
-
-def summarise(samples: list[dict[str, Any]], cfg: EvalConfig, policy: BudgetPolicy) -> dict[str, Any]:
-    """Per benchmark and point: accuracy with CI and thinking statistics; Control/Scaling/Performance."""
-    from s1kit.eval.metrics import bootstrap_ci, control, performance, scaling, thinking_stats
-
-    out: dict[str, Any] = {"benchmarks": {}}
-    for bench in sorted({s["benchmark"] for s in samples}):
-        rows = [s for s in samples if s["benchmark"] == bench]
-        points = []
-        for budget, waits in sorted({(s["budget"], s["waits"]) for s in rows}):
-            pr = sorted((s for s in rows if s["budget"] == budget and s["waits"] == waits), key=lambda s: s["id"])
-            ci = bootstrap_ci([float(s["correct"]) for s in pr], n_boot=2000, seed=0)
-            stats = thinking_stats(pr)
-            points.append({"budget": budget, "waits": waits, "n": len(pr), "accuracy": ci.mean,
-                           "ci_low": ci.low, "ci_high": ci.high, **stats,
-                           "control": control([s["thinking_tokens"] for s in pr], policy.min_thinking_tokens, budget),
-                           "unparsable": sum(s["grade_tier"] == "unparsable" for s in pr)})
-        curve = [(p["mean_thinking_tokens"], p["accuracy"]) for p in points]
-        distinct = {round(t, 6) for t, _ in curve}
-        scal = scaling(_dedupe(curve)) if len(distinct) >= 2 else None
-        out["benchmarks"][bench] = {
-            "points": points,
-            "control": sum(p["control"] * p["n"] for p in points) / sum(p["n"] for p in points),
-            "scaling_per_1k_tokens": scal.per_1k_tokens if scal else None,
-            "performance": performance(curve),
-        }
-    return out
-
-
-def _dedupe(curve: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points with equal mean thinking tokens are averaged (a slope between them is undefined)."""
-    groups: dict[float, list[float]] = {}
-    for tokens, acc in curve:
-        groups.setdefault(round(tokens, 6), []).append(acc)
-    return [(t, sum(a) / len(a)) for t, a in sorted(groups.items())]
 
 
 def _plain(cfg: EvalConfig) -> dict[str, Any]:

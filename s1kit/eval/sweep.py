@@ -9,8 +9,9 @@ fewer 'Wait's is the same as the longest run up to the point where its own think
 machine's decisions depend only on the tokens it sees. So the longest run (largest cap, most
 Waits) is generated once, keeping each sequence's KV cache; each point replays that run's tokens
 through a machine with its own policy to find its branch point, and only the forced close and
-the answer are decoded there, batched, on a copy of the cached prefix. Every point equals an
-independent greedy run token for token (tested).
+the answer are decoded there, batched, on a copy of the cached prefix. Points that branch at the
+same place in the same state (larger caps when the thinking ended naturally before all of them)
+share one decode. Every point equals an independent greedy run token for token (tested).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ class SweepPoint:
 @dataclass
 class SweepStats:
     long_tokens: int = 0  # tokens decoded by the longest runs
-    branch_tokens: int = 0  # tokens decoded after branch points
+    branch_tokens: int = 0  # tokens decoded after branch points (forced close, answer) and by fallbacks
     reused: int = 0  # points identical to the longest run (nothing decoded)
+    shared: int = 0  # points identical to another point's branch (decoded once)
     fallbacks: int = 0  # points generated independently (longest run hit the context window)
 
 
@@ -82,7 +84,9 @@ def _sweep_chunk(backend, prompts, keys, points, policy, stats, branch_batch_siz
     stats.long_tokens += sum(len(r.ids) for r in longs)
 
     out: dict[SweepPoint, list[SequenceResult | None]] = {pt: [None] * len(prompts) for pt in points}
-    branches, fallbacks = [], []
+    branches, fallbacks, copies = [], [], []
+    first_at: dict[tuple, tuple] = {}  # branch state -> the tag that decodes it
+    prefix_len: dict[tuple, int] = {}  # tag -> generated tokens already in the cache at the branch
     for i, prompt in enumerate(prompts):
         for pt in points:
             cp = backend.compile(policy.replace(max_thinking_tokens=pt.budget, num_ignore=pt.waits))
@@ -92,7 +96,12 @@ def _sweep_chunk(backend, prompts, keys, points, policy, stats, branch_batch_siz
             elif _same_close(m, longs[i]):
                 out[pt][i] = longs[i]
                 stats.reused += 1
+            elif (state := _branch_state(i, m)) in first_at:
+                copies.append(((pt, i), first_at[state]))  # greedy: same prefix and state, same answer
+                stats.shared += 1
             else:
+                first_at[state] = (pt, i)
+                prefix_len[(pt, i)] = len(m.ids)
                 cut = len(prompt) + len(m.prompt_suffix()) + len(m.ids)
                 branches.append(((pt, i), Prefilled(m, [(k[:, :cut], v[:, :cut]) for k, v in kv[i]], cut)))
     kv.clear()
@@ -100,11 +109,20 @@ def _sweep_chunk(backend, prompts, keys, points, policy, stats, branch_batch_siz
     def store(tag, res: SequenceResult) -> None:
         pt, i = tag
         out[pt][i] = res
-        stats.branch_tokens += len(res.ids)
+        stats.branch_tokens += len(res.ids) - prefix_len.get(tag, 0)
 
     _run(DecodeLoop(backend, batch_size=branch_batch_size), branches + fallbacks, store)
+    for (pt, i), (src_pt, _) in copies:
+        out[pt][i] = out[src_pt][i]
     stats.fallbacks += len(fallbacks)
     return out
+
+
+def _branch_state(i: int, m: BudgetMachine) -> tuple:
+    """Everything the rest of a branch depends on once its thinking has closed: the prompt, the
+    tokens so far, the queued forced close and the accounting the result reports."""
+    return (i, tuple(m.ids), tuple(m.queue), tuple(m.sampled), m.phase, m.thinking_tokens, m.forced_tokens,
+            m.waits_injected, m.forced_end)
 
 
 def _run(loop, items: list, done) -> None:

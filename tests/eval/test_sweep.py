@@ -22,7 +22,8 @@ def test_every_sweep_point_equals_an_independent_run(stopping_model, qwen_tokeni
     stats = SweepStats()
     points = sweep(backend, prompts, budgets, waits, policy, stats=stats, chunk_size=3, branch_batch_size=7)
     assert set(points) == {SweepPoint(b, w) for b in budgets for w in waits}
-    assert stats.reused > 0 and stats.fallbacks == 0
+    assert stats.reused > 0 and stats.shared > 0 and stats.fallbacks == 0
+    assert 0 < stats.branch_tokens < stats.long_tokens * len(budgets) * len(waits)
     varied = set()
     for pt, results in points.items():
         single = policy.replace(max_thinking_tokens=pt.budget, num_ignore=pt.waits)
