@@ -2,7 +2,7 @@
 
     s1kit demo --output-dir runs/demo
 
-Builds a character-level tokenizer and a tiny random Qwen2 whose weights make it try to end
+Builds a byte-level tokenizer (one token per character of ASCII text) and a tiny random Qwen2 whose weights make it try to end
 thinking now and then, saves both as a Hugging Face model folder, and runs the real
 ``generate`` stage on it with a cap and two 'Wait' extensions. The text is gibberish (the model
 is untrained); the point is the mechanics: caps, suppressed stops, accounting.
@@ -33,9 +33,9 @@ def build_demo_model(folder: Path) -> Path:
     if (folder / "config.json").exists():
         return folder
     from s1kit.synth.models import add_early_stops, tiny_qwen2
-    from s1kit.synth.tokenizer import char_tokenizer
+    from s1kit.train.tiny import bytes_chat_tokenizer
 
-    tok = char_tokenizer()
+    tok = bytes_chat_tokenizer()  # round-trips through save_pretrained/AutoTokenizer (a char vocab does not)
     model = tiny_qwen2(len(tok), hidden_size=64, num_layers=2, tie_embeddings=False, seed=0, max_positions=2048)
     im_start = tok.convert_tokens_to_ids("<|im_start|>")
     add_early_stops(model, im_start, rate=0.02, seed=0)

@@ -1,8 +1,11 @@
 """A character-level tokenizer with the s1 ChatML delimiters as special tokens.
 
-    tok = char_tokenizer(); tok.save_pretrained("runs/demo/model")
+    tok = char_tokenizer()      # in memory: tests and bench/learnability.py
 
-Tiny models need a tiny vocabulary; this one is built in code, so nothing is downloaded.
+Tiny models need a tiny vocabulary; this one is built in code, so nothing is downloaded. Do not
+save it into a Qwen2 model folder: transformers 5 reloads such a folder's tokenizer as
+``Qwen2Tokenizer``, whose byte-level pre-tokenizer drops this vocabulary's spaces and newlines.
+Model folders use :func:`s1kit.train.tiny.bytes_chat_tokenizer` (one token per byte, round-trips).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ CHARS = sorted(set(string.printable) - set("\x0b\x0c\r"))
 
 
 def char_tokenizer():
-    """A PreTrainedTokenizerFast over printable ASCII (unknown characters map to <|endoftext|>)."""
+    """A PreTrainedTokenizerFast over printable ASCII (unknown characters map to <|endoftext|>), for in-memory use."""
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders
     from transformers import PreTrainedTokenizerFast
 
