@@ -20,6 +20,7 @@ TRUNCATE_OR_DROP = ("truncate", "drop")
 DUPLICATES = ("drop", "keep", "error")
 CHAT_TEMPLATES = ("auto", "chatml")
 DATA_FORMATS = ("s1", "prompt_completion")
+CONDITIONS = ("none", "token", "step", "class")
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -48,6 +49,13 @@ class TrainConfig:
         "s1: rows hold question/thinking/attempt, rendered with the chat template and completion_format; "
         "prompt_completion: rows hold already-rendered 'prompt' and 'completion' text used verbatim "
         "(loss on the completion), e.g. a base model's pre-training mix of chat answers and plain documents."))
+    condition: str = field(default="none", metadata=_doc(
+        "Conditional-control SFT (s1 Table 3): state each trace's own length in its prompt, as "
+        "`s1kit eval --prompt-mode` does at test time. token: 'Think for up to N tokens.' (N = the "
+        "trace's tokens); step: N = ceil(tokens / condition_tokens_per_step); class: 'short'/'long' "
+        "around the median trace; none: the bare question."))
+    condition_tokens_per_step: int = field(default=32, metadata=_doc(
+        "Thinking tokens per step for condition=step (use the same value as eval's tokens_per_step)."))
     question_field: str = field(default="question", metadata=_doc("Column holding the question."))
     thinking_field: str = field(default="thinking", metadata=_doc(
         "Column holding the reasoning trace (s1K: thinking_trajectories, s1K-1.1: "
@@ -121,6 +129,10 @@ class TrainConfig:
             check_int("limit", self.limit, 1)
         check_choice("chat_template", self.chat_template, CHAT_TEMPLATES)
         check_choice("data_format", self.data_format, DATA_FORMATS)
+        check_choice("condition", self.condition, CONDITIONS)
+        check_int("condition_tokens_per_step", self.condition_tokens_per_step, 1)
+        if self.condition != "none" and self.data_format != "s1":
+            raise ConfigError("condition", self.condition, "'none' when data_format is prompt_completion")
         self._check_format()
         check_int("block_size", self.block_size, 8)
         check_choice("truncate_or_drop", self.truncate_or_drop, TRUNCATE_OR_DROP)

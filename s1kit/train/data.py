@@ -207,7 +207,7 @@ def build_examples(rows: list[dict[str, Any]], tokenizer: Any, cfg: TrainConfig,
 def _check_rows(rows, cfg: TrainConfig, renderer: Renderer, report: Report) -> list[tuple[str, str, str]]:
     """(id, prompt, full text) for rows with all fields present and non-empty, first of each id."""
     seen: set[str] = set()
-    out = []
+    out, pending = [], []
     for index, row in enumerate(rows):
         rid = str(row.get(cfg.id_field, index))
         if rid in seen:
@@ -234,9 +234,30 @@ def _check_rows(rows, cfg: TrainConfig, renderer: Renderer, report: Report) -> l
                 report.drop(f"empty_{key}", rid)
                 break
         else:
-            prompt = renderer.prompt(fields["question"])
-            out.append((rid, prompt, prompt + renderer.completion(fields["thinking"], fields["attempt"])))
+            pending.append((rid, fields))
+    conditioned = _conditioned_questions(pending, renderer.tokenizer, cfg)
+    for (rid, fields), question in zip(pending, conditioned):
+        prompt = renderer.prompt(question)
+        out.append((rid, prompt, prompt + renderer.completion(fields["thinking"], fields["attempt"])))
     return out
+
+
+def _conditioned_questions(pending: list[tuple[str, dict[str, str]]], tokenizer: Any, cfg: TrainConfig) -> list[str]:
+    """The questions, with each trace's own length stated in the prompt when cfg.condition asks."""
+    questions = [fields["question"] for _, fields in pending]
+    if cfg.condition == "none" or not pending:
+        return questions
+    from s1kit.eval.baselines import conditional_prompt
+
+    lengths = [len(ids) for ids in tokenizer([f["thinking"] for _, f in pending], add_special_tokens=False)["input_ids"]]
+    if cfg.condition == "token":
+        values: list[int | str] = list(lengths)
+    elif cfg.condition == "step":
+        values = [max(1, -(-n // cfg.condition_tokens_per_step)) for n in lengths]
+    else:  # class: the shorter half is 'short', as eval's class mode states the smaller budget as 'short'
+        median = sorted(lengths)[len(lengths) // 2]
+        values = ["short" if n < median else "long" for n in lengths]
+    return [conditional_prompt(q, cfg.condition, v) for q, v in zip(questions, values)]
 
 
 def _prompt_completion(row: dict[str, Any], rid: str, report: Report) -> tuple[str, str] | None:

@@ -157,3 +157,22 @@ def test_data_format_is_validated():
 
     with pytest.raises(ConfigError, match="data_format"):
         TrainConfig(model="m", dataset="d", data_format="text")
+
+
+@pytest.mark.parametrize("mode", ["token", "step", "class"])
+def test_conditional_sft_states_each_trace_length_as_eval_prompts_do(qwen_tokenizer, mode):
+    from s1kit.eval.baselines import conditional_prompt
+
+    tok = qwen_tokenizer
+    rows = [{"id": f"r{i}", "question": f"What is {i}+{i}?", "thinking": "Let me add. " * (i + 1),
+             "attempt": str(2 * i)} for i in range(4)]
+    cfg = TrainConfig(model="m", dataset="d", condition=mode, condition_tokens_per_step=4)
+    examples, _ = build_examples(rows, tok, cfg)
+    lengths = [len(tok.encode(r["thinking"].strip(), add_special_tokens=False)) for r in rows]
+    expected_values = {"token": lengths, "step": [-(-n // 4) for n in lengths],
+                       "class": ["short", "short", "long", "long"]}[mode]
+    for ex, row, value in zip(examples, rows, expected_values):
+        prompt = render_prompt(tok, conditional_prompt(row["question"], mode, value), "auto", None)
+        assert tok.decode(ex.input_ids[: ex.prompt_len]) == prompt  # what `s1kit eval --prompt-mode` feeds
+    with pytest.raises(Exception, match="condition"):
+        TrainConfig(model="m", dataset="d", condition="budget")
