@@ -33,7 +33,7 @@ class RunConfig:
     # -- the pool (the analogue of s1's 59K questions) --------------------------------------------
     families: tuple[str, ...] = field(default=("add_chain", "count_letter"), metadata=_doc(
         "Synthetic task families (s1kit.synth.tasks); they play s1's sources and domains."))
-    pool_per_family: int = field(default=10000, metadata=_doc("Questions per family in the pool. Range: >= 10."))
+    pool_per_family: int = field(default=20000, metadata=_doc("Questions per family in the pool. Range: >= 10."))
     mistake_rate: float = field(default=0.1, metadata=_doc(
         "Share of teacher traces with an uncaught mistake (the correctness filter drops them). Range: [0, 1)."))
     # -- base models (the analogue of Qwen2.5-7B/32B-Instruct) -----------------------------------
@@ -44,7 +44,9 @@ class RunConfig:
     base_worked_share: float = field(default=0.8, metadata=_doc(
         "Share of the base corpus written as worked examples (plain documents), the rest direct chat "
         "answers (docs/learnability.md, finding 3). Range: [0, 1]."))
-    base_steps: int = field(default=3000, metadata=_doc("Optimizer steps of base pre-training. Range: >= 1."))
+    base_steps: int = field(default=3000, metadata=_doc("Optimizer steps of the large base's pre-training. Range: >= 1."))
+    base_small_steps: int = field(default=1500, metadata=_doc(
+        "Optimizer steps of the small base's pre-training (the weaker solver). Range: >= 1."))
     base_lr: float = field(default=1e-2, metadata=_doc("Peak learning rate of base pre-training. Range: (0, 1]."))
     # -- curation -------------------------------------------------------------------------------
     select_n: int = field(default=1000, metadata=_doc("Questions selected for SFT (s1K: 1,000). Range: >= 1."))
@@ -90,7 +92,7 @@ class RunConfig:
             raise ConfigError("output_dir", self.output_dir, "a folder path")
         for name in ("seed", "eval_seed"):
             check_int(name, getattr(self, name), 0)
-        for name, lo in (("threads", 1), ("pool_per_family", 10), ("base_steps", 1), ("select_n", 1),
+        for name, lo in (("threads", 1), ("pool_per_family", 10), ("base_steps", 1), ("base_small_steps", 1), ("select_n", 1),
                          ("batch_size", 1), ("block_size", 32), ("eval_per_family", 1), ("majority_n", 0),
                          ("rejection_max_attempts", 1), ("eval_batch_size", 1)):
             check_int(name, getattr(self, name), lo)
@@ -135,6 +137,7 @@ class RunConfig:
     def smoke_version(self) -> "RunConfig":
         """Everything small: a few minutes on 2 cores, same code paths (used by the tests)."""
         return replace(self, pool_per_family=min(self.pool_per_family, 150), base_steps=min(self.base_steps, 30),
+                       base_small_steps=min(self.base_small_steps, 30),
                        select_n=min(self.select_n, 40), sft_epochs=min(self.sft_epochs, 1.0),
                        eval_per_family=min(self.eval_per_family, 4), majority_n=min(self.majority_n, 2),
                        rejection_max_attempts=min(self.rejection_max_attempts, 2),

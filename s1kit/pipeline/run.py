@@ -96,9 +96,14 @@ def stage_pool(cfg: RunConfig, folder: Path) -> dict[str, Any]:
 
     rows = synth_rows(SourceConfig.from_dict(_pool_source(cfg)))
     write_jsonl(folder / "pool.jsonl", rows)
+    # the base models' pre-training documents come from another seed: the questions SFT selects
+    # were not seen as worked examples (as a real base model has not seen s1K's solutions)
+    corpus = synth_rows(SourceConfig.from_dict({**_pool_source(cfg), "seed": cfg.seed + 1}))
+    write_jsonl(folder / "base_corpus_pool.jsonl", corpus)
     eval_rows = load_synth(eval_benchmark(cfg), cfg.eval_per_family, cfg.eval_seed)
     write_jsonl(folder / "eval_set.jsonl", eval_rows)
-    return {"pool": str(folder / "pool.jsonl"), "eval_set": str(folder / "eval_set.jsonl"), "pool_rows": len(rows),
+    return {"pool": str(folder / "pool.jsonl"), "base_corpus_pool": str(folder / "base_corpus_pool.jsonl"),
+            "eval_set": str(folder / "eval_set.jsonl"), "pool_rows": len(rows),
             "teacher_incorrect": sum(1 for r in rows if r.get("teacher_correct") is False),
             "eval_rows": len(eval_rows)}
 
@@ -108,7 +113,7 @@ def _pool_source(cfg: RunConfig) -> dict[str, Any]:
             "mistake_rate": cfg.mistake_rate}
 
 
-def stage_base(cfg: RunConfig, spec: str, pool_path: str, folder: Path) -> dict[str, Any]:
+def stage_base(cfg: RunConfig, spec: str, steps: int, pool_path: str, folder: Path) -> dict[str, Any]:
     """Pre-train a tiny base model on direct chat answers + worked examples (s1kit train)."""
     from s1kit.data.rows import iter_jsonl, write_jsonl
     from s1kit.synth.teacher import base_corpus
@@ -118,7 +123,7 @@ def stage_base(cfg: RunConfig, spec: str, pool_path: str, folder: Path) -> dict[
     write_jsonl(data, ({"id": f"c{i}", "prompt": p, "completion": c, "kind": k} for i, (p, c, k) in enumerate(corpus)))
     model_dir = folder / "model"
     manifest = _train(cfg, model=spec, dataset=str(data), output_dir=model_dir, lr=cfg.base_lr,
-                      max_steps=cfg.base_steps, data_format="prompt_completion")
+                      max_steps=steps, data_format="prompt_completion")
     return {"model": str(model_dir), "corpus_rows": len(corpus), "final_loss": manifest.get("final_loss"),
             "train_seconds": manifest.get("seconds")}
 
@@ -240,13 +245,16 @@ def run_pipeline(cfg: RunConfig) -> Path:
     (root / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     st = Stages(root)
     t0 = time.perf_counter()
-    pool = st.run("pool", {"source": _pool_source(cfg), "eval": [cfg.eval_per_family, cfg.eval_seed]}, [],
+    pool = st.run("pool", {"source": _pool_source(cfg), "eval": [cfg.eval_per_family, cfg.eval_seed],
+                           "base_corpus_seed": cfg.seed + 1}, [],
                   lambda d: stage_pool(cfg, d))
     bases = {}
-    for name, spec in (("base_small", cfg.base_small), ("base_large", cfg.base_large)):
-        params = {"spec": spec, "worked": cfg.base_worked_share, "steps": cfg.base_steps, "lr": cfg.base_lr,
+    for name, spec, steps in (("base_small", cfg.base_small, cfg.base_small_steps),
+                              ("base_large", cfg.base_large, cfg.base_steps)):
+        params = {"spec": spec, "worked": cfg.base_worked_share, "steps": steps, "lr": cfg.base_lr,
                   "batch": cfg.batch_size, "block": cfg.block_size, "seed": cfg.seed}
-        bases[name] = st.run(name, params, ["pool"], lambda d, s=spec: stage_base(cfg, s, pool["pool"], d))
+        bases[name] = st.run(name, params, ["pool"],
+                             lambda d, s=spec, n=steps: stage_base(cfg, s, n, pool["base_corpus_pool"], d))
     cur_params = {"n": cfg.select_n, "seed": cfg.seed, "ablations": list(cfg.ablations)}
     curated = st.run("curate", cur_params, ["pool", "base_small", "base_large"],
                      lambda d: stage_curate(cfg, pool, [bases["base_small"]["model"], bases["base_large"]["model"]], d))

@@ -128,11 +128,12 @@ _POW_MODS = (5, 7, 9, 11)
 
 def _mod_pow_make(rng: random.Random, level: int) -> dict[str, Any]:
     m = rng.choice(_POW_MODS)
-    return {"base": rng.randint(2, m - 1), "exp": rng.randint(*_POW_EXP[level]), "mod": m}
+    base = rng.choice([b for b in range(2, 100) if b % m not in (0, 1)])  # not trivially 0 or 1
+    return {"base": base, "exp": rng.randint(*_POW_EXP[level]), "mod": m}
 
 
 MOD_POW = Family(
-    "mod_pow", "number_theory", "base^exp modulo 5, 7, 9 or 11 (exponent 2-9)",
+    "mod_pow", "number_theory", "base^exp modulo 5, 7, 9 or 11 (base 2-99, exponent 2-9)",
     make=_mod_pow_make,
     question=lambda d: f"What is {d['base']}^{d['exp']} mod {d['mod']}?",
     solve=lambda d: str(pow(d["base"], d["exp"], d["mod"])),

@@ -7,16 +7,21 @@
 
 A trace is a list of short lines, one computation each, written in a *layout* chosen for what a
 tiny character-level model can learn (measured by ``bench/learnability.py``, see
-docs/learnability.md). The default layouts keep every step local: the operands a step needs are
-restated on its own line or sit at the end of the previous line, so the model never has to fetch
-"the k-th number of the question" by position, which tiny models learn slowly.
+docs/learnability.md). Most default layouts are *grids*: every line has the same width (padded
+with spaces) and carries the whole state of the computation (what is left of the input, carries,
+the digits found so far), so each character of a line is a function of a few characters of the
+previous line at fixed distances, plus at most one lookup by name in the question (var_chain) or
+a fixed character of the question. A tiny model with rotary positions learns fixed-offset
+lookups fast; fetching "the k-th number of the question" by counting positions, as the natural
+``running`` layout needs, it learns slowly. ``LAYOUTS[family][0]`` is the default, the others
+are kept for the ablations.
 
 Mistakes: with probability ``mistake_rate`` one step's result is wrong and the error is carried
 through the later steps, so the final answer is wrong (``teacher_correct`` False) and a
 correctness filter has work. With probability ``correction_rate`` a wrong step is written and
 then caught: ``Wait, let me check that again.`` and the step is redone correctly (the answer is
 right). With probability ``check_rate`` the trace ends with a self-check of its last step
-(``Wait, let me check: ... Yes.``), consistent with the trace's own numbers.
+(``Wait, let me check: ... Yes, X.``, X the answer reached), consistent with the trace's own numbers.
 """
 
 from __future__ import annotations
@@ -102,7 +107,7 @@ def _near(lo: int = 0, hi: int | None = None, span: int = 2) -> Callable[[random
 # from one line to the next sits at a constant distance in tokens: copying and combining become
 # fixed-offset lookups, which a tiny model with rotary positions learns fast.
 CHAIN_W = 17  # 9 single-digit terms with '+' between
-WORD_W = 17  # a count digit and up to 16 letters
+WORD_W = 18  # the letter sought, a count digit and up to 16 letters
 
 
 def _add_chain(d: dict[str, Any], layout: str, tape: Tape) -> str:
@@ -214,15 +219,16 @@ def _long_mult(d: dict[str, Any], layout: str, tape: Tape) -> str:
 
 def _mod_pow(d: dict[str, Any], layout: str, tape: Tape) -> str:
     b, e, m = d["base"], d["exp"], d["mod"]
-    r = b % m
+    b0 = b % m  # reduce the base first: every product stays below 11*11
     grid = layout == "grid"
     if not grid and layout != "steps":
         raise _bad_layout("mod_pow", layout)
-    tape.line(f"{b}^1={r:>2}".ljust(19) if grid else f"{b}^{1}={r}")
+    tape.line(f"{b:>2}%{m:>2}={b0:>2}".ljust(19) if grid else f"{b}%{m}={b0}")
+    r = b0
     for k in range(2, e + 1):
-        p = r * b
+        p = r * b0
         nr = tape.step(p % m, _other(range(m)))
-        tape.line(f"{b}^{k}={r:>2}*{b}={p:>3}%{m:>2}={nr:>2}" if grid else f"{b}^{k}={r}*{b}={p}%{m}={nr}")
+        tape.line(f"^{k}: {r:>2}*{b0:>2}={p:>3}%{m:>2}={nr:>2}" if grid else f"{b0}^{k}={r}*{b0}={p}%{m}={nr}")
         tape.last_check = f"{p}={p // m}*{m}+{p % m}" if nr == p % m else f"{p}%{m}={nr}"
         r = nr
     return str(r)
@@ -298,12 +304,14 @@ def _linear_eq(d: dict[str, Any], layout: str, tape: Tape) -> str:
 def _count_letter(d: dict[str, Any], layout: str, tape: Tape) -> str:
     word, letter = d["word"], d["letter"]
     count = 0
-    if layout == "grid":  # the count replaces each letter it has read: "0rasp" -> "1asp" -> " 1sp"
-        tape.line(f"{'0' + word:>{WORD_W}}")
+    if layout == "grid":
+        # a head (the letter sought and the count so far) eats one letter per line, all within
+        # fixed offsets of the previous line: "r0rasp" -> " r1asp" -> "  r1sp"
+        tape.line(f"{letter + '0' + word:>{WORD_W}}")
         for i, ch in enumerate(word):
             if ch == letter:
                 count = tape.step(count + 1, _near(0, 9, 1))
-            tape.line(f"{str(count) + word[i + 1:]:>{WORD_W}}")
+            tape.line(f"{letter + str(count) + word[i + 1:]:>{WORD_W}}")
         tape.last_check = f"{letter * count or 'none'} is {count}"
         return str(count)
     if layout != "tally":
@@ -417,7 +425,8 @@ def solve(problem: Problem, layout: str | None = None, mistake_rate: float = 0.0
                 break
     checked = bool(clean.last_check) and rng.random() < check_rate
     if checked:
-        lines.append(f"Wait, let me check: {clean.last_check}. Yes.")
+        # the answer is restated, so that it is on the last line whatever the trace ends with
+        lines.append(f"Wait, let me check: {clean.last_check}. Yes, {answer}.")
     return Trace(thinking="\n".join(lines), attempt=ANSWER_PREFIX + answer, answer=answer,
                  correct=answer == problem.answer, mistake=mistake, corrected=corrected, checked=checked,
                  layout=layout, steps=clean.steps)
@@ -466,6 +475,35 @@ def render_s1(question: str, thinking: str, attempt: str) -> tuple[str, str]:
 def render_direct(question: str, attempt: str) -> tuple[str, str]:
     """(prompt, completion) for a model that answers directly, without a thinking phase."""
     return render_prompt(question), f"{attempt}{END}"
+
+
+def render_worked(question: str, thinking: str, attempt: str) -> tuple[str, str]:
+    """(prompt, completion) of a *worked example*: a plain document outside the chat format.
+
+    ``"{question}\n"`` then ``"{thinking}\n{attempt}<|im_end|>"``: what a base model's pre-training
+    corpus holds besides direct answers (textbook solutions). No think/answer delimiters and no
+    chat turns, so a base model trained on both still answers a chat prompt directly; SFT then
+    only has to tie the steps it has seen to the s1 thinking format (docs/learnability.md).
+    """
+    return f"{question}\n", f"{thinking}\n{attempt}{END}"
+
+
+def base_corpus(rows: Iterable[dict[str, Any]], worked_share: float = 0.8,
+                seed: int = 0) -> list[tuple[str, str, str]]:
+    """The base model's pre-training corpus from teacher rows: (prompt, completion, kind) triples.
+
+    A seeded shuffle, then the first ``round(worked_share * n)`` rows become worked examples
+    (:func:`render_worked`, kind 'worked') and the rest direct chat answers (:func:`render_direct`,
+    kind 'direct'). 0.8 is the share measured in docs/learnability.md: a 0.13M model pre-trained
+    3 CPU-minutes on it has learned the steps, and 1,000 traces x 5 epochs of SFT then work.
+    """
+    if not 0.0 <= worked_share <= 1.0:
+        raise ValueError(f"worked_share={worked_share!r} is invalid: allowed a number in [0, 1]")
+    pool = list(rows)
+    random.Random(seed).shuffle(pool)
+    k = int(round(worked_share * len(pool)))
+    return ([(*render_worked(r["question"], r["thinking"], r["attempt"]), "worked") for r in pool[:k]]
+            + [(*render_direct(r["question"], r["attempt"]), "direct") for r in pool[k:]])
 
 
 def parse_answer(answer_text: str) -> str:

@@ -53,7 +53,8 @@ def test_levels_get_harder():
     for family in ALL:
         means = []
         for lv in LEVELS:
-            lengths = [len(solve(p, check_rate=0.0).thinking.replace(" ", "")) for p in generate(family, 100, seed=0, levels=(lv,))]
+            lengths = [len(solve(p, check_rate=0.0).thinking.replace(" ", ""))
+                       for p in generate(family, 100, seed=0, levels=(lv,))]
             means.append(sum(lengths) / len(lengths))
         assert means[0] < min(means[1:]) and max(means) in means[2:], (family, means)
 

@@ -8,8 +8,8 @@ import pytest
 
 from s1kit.data.rows import validate_row
 from s1kit.synth.tasks import FAMILIES, generate
-from s1kit.synth.teacher import (ANSWER, END, LAYOUTS, RECHECK, THINK, parse_answer, render_direct, render_s1,
-                                 solve, teacher_rows)
+from s1kit.synth.teacher import (ANSWER, END, LAYOUTS, RECHECK, THINK, base_corpus, parse_answer, render_direct,
+                                 render_s1, render_worked, solve, teacher_rows)
 from s1kit.synth.tokenizer import char_tokenizer
 
 PAIRS = [(f, lay) for f in sorted(FAMILIES) for lay in LAYOUTS[f]]
@@ -71,10 +71,12 @@ def test_rates_validated():
 
 
 def test_self_checks_appear_at_the_check_rate():
-    rows = teacher_rows(generate("mod_pow", 400, seed=0), check_rate=0.5)
+    rows = teacher_rows(generate("mod_pow", 400, seed=0), check_rate=0.5, mistake_rate=0.2)
     checked = sum("Wait, let me check:" in r["thinking"] for r in rows)
     assert 140 < checked < 260
-    assert all(r["thinking"].splitlines()[-1].endswith("Yes.") for r in rows if r["metadata"]["checked"])
+    for r in rows:  # the check restates the answer reached, right or wrong, on the last line
+        if r["metadata"]["checked"]:
+            assert r["thinking"].splitlines()[-1].endswith(f"Yes, {r['metadata']['teacher_answer']}.")
 
 
 def test_rows_follow_the_common_schema():
@@ -102,9 +104,50 @@ def test_s1_format_round_trips_through_the_char_tokenizer(tok, family):
         assert parse_answer(answer_part) == r["answer"]
         d_prompt, d_completion = render_direct(r["question"], r["attempt"])
         assert d_prompt == prompt and d_completion == r["attempt"] + END
+        w_prompt, w_completion = render_worked(r["question"], r["thinking"], r["attempt"])
+        w_ids = tok.encode(w_prompt + w_completion, add_special_tokens=False)
+        # a plain document: no chat turns, no think/answer delimiters, the same steps and answer
+        assert im_start not in w_ids and w_ids.count(im_end) == 1
+        assert w_prompt == r["question"] + "\n" and r["thinking"] in w_completion
+        assert parse_answer(w_completion) == r["answer"]
 
 
 def test_parse_answer_handles_forced_prefixes():
     assert parse_answer("\nAnswer: 1 2  3<|im_end|>") == "1 2 3"
     assert parse_answer("\nFinal Answer: 7") == "7"
     assert parse_answer(" 12") == "12"
+
+
+@pytest.mark.parametrize("family", sorted(f for f in FAMILIES if "grid" in LAYOUTS[f]))
+def test_grid_layouts_keep_every_line_one_width(family):
+    """The property grids exist for: a value that moves down a line stays at a fixed distance."""
+    widths = set()
+    for p in generate(family, 80, seed=4):
+        lines = solve(p, layout="grid", check_rate=0.0).thinking.splitlines()
+        widths |= {len(line) for line in lines}
+    assert len(widths) == 1, (family, sorted(widths))
+
+
+def test_layout_default_is_the_first_and_the_traces_differ_by_layout():
+    p = generate("add_chain", 4, seed=0, levels=(3,))[0]
+    assert solve(p, check_rate=0.0).layout == LAYOUTS["add_chain"][0] == "grid"
+    texts = {solve(p, layout=lay, check_rate=0.0).thinking for lay in LAYOUTS["add_chain"]}
+    assert len(texts) == len(LAYOUTS["add_chain"])
+
+
+def test_base_corpus_mixes_worked_examples_and_direct_answers():
+    rows = teacher_rows([p for f in ("add_chain", "count_letter") for p in generate(f, 100, seed=0)])
+    corpus = base_corpus(rows, worked_share=0.8, seed=3)
+    assert len(corpus) == 200 and sum(kind == "worked" for _, _, kind in corpus) == 160
+    assert corpus == base_corpus(rows, worked_share=0.8, seed=3)  # deterministic in the seed
+    by_question = {r["question"]: r for r in rows}
+    for prompt, completion, kind in corpus:
+        if kind == "worked":
+            r = by_question[prompt.removesuffix("\n")]
+            assert (prompt, completion) == render_worked(r["question"], r["thinking"], r["attempt"])
+        else:  # a chat prompt answered at once: no thinking in the direct part of the base corpus
+            assert prompt.startswith("<|im_start|>user\n") and completion.startswith("Answer: ")
+            assert THINK not in completion
+    assert {k for _, _, k in base_corpus(rows, 0.0)} == {"direct"}
+    with pytest.raises(ValueError, match="worked_share=1.5"):
+        base_corpus(rows, 1.5)
