@@ -212,7 +212,7 @@ def test_a_disconnected_client_frees_its_sequence(demo_model_dir, demo_backend):
 
 
 def test_full_queue_gets_429_and_timeouts_get_504(demo_model_dir, demo_backend):
-    cfg = serve_config(demo_model_dir, max_num_seqs=1, max_queue=1, max_tokens_limit=1900, request_timeout_s=3)
+    cfg = serve_config(demo_model_dir, max_num_seqs=1, max_queue=1, max_tokens_limit=1900, request_timeout_s=60)
     long = {"model": SERVED, "prompt": "Once", "max_tokens": 1900, "ignore_eos": True}  # no stop: ~seconds
     with ServerThread(cfg, demo_backend) as srv:
         with httpx.stream("POST", srv.url + "/v1/completions", json={**long, "stream": True}, timeout=60), \
@@ -223,15 +223,16 @@ def test_full_queue_gets_429_and_timeouts_get_504(demo_model_dir, demo_backend):
                 openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0).chat.completions.create(
                     model=SERVED, messages=CHAT, max_tokens=60)
             assert info.value.type == "rate_limit_error"
-        deadline = time.monotonic() + 20
-        while srv.engine.load()["running"] + srv.engine.load()["waiting"] and time.monotonic() < deadline:
-            time.sleep(0.05)
+    # 1,900 decode steps cannot finish in 0.2 s on any CPU (each step is a full forward pass), so the
+    # 504 does not depend on how fast the machine is
+    with ServerThread(serve_config(demo_model_dir, max_num_seqs=1, max_tokens_limit=1900, request_timeout_s=0.2),
+                      demo_backend) as srv:
         r = httpx.post(srv.url + "/v1/completions", json=long, timeout=60)
         assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
         deadline = time.monotonic() + 20
         while srv.engine.load()["running"] and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert srv.engine.load()["running"] == 0 and srv.engine.finish_counts["cancelled"] >= 3
+        assert srv.engine.load()["running"] == 0 and srv.engine.finish_counts["cancelled"] >= 1
 
 
 def test_config_is_safe_by_default_and_validated():
