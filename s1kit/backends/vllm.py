@@ -17,7 +17,10 @@ Needs the ``vllm`` extra (``pip install 's1kit[vllm]'``; on a CPU-only machine `
     stop, the machine's first forced id (the stop never enters the cache, as in the transformers
     engine, which never feeds a rejected token). Forced ids (``Wait``, the end delimiter, the
     answer prefix) are emitted the same way, one per step, so they are decoded like any token and
-    the prefix is never prefilled again. When the machine is done the processor forces a stop id
+    the prefix is never prefilled again. Rows where the machine accepts any id (answering; a
+    thinking round's first token, whose stops are banned) are left to vLLM's own greedy pick (the
+    banned ids masked) and the machine consumes it at the next step: no second argmax for them.
+    When the machine is done the processor forces a stop id
     that is in the request's ``stop_token_ids`` (the "sentinel"); vLLM ends the request on it and
     the driver strips it when the machine did not choose it. The driver rebuilds the exact
     accounting by replaying vLLM's output ids through a fresh machine, with the positions of the
@@ -52,10 +55,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from s1kit.backends.base import HFCodec, Request, ResultCallback, sample_seed
+from s1kit.backends.base import HFCodec, MachineFactory, Request, ResultCallback, sample_seed
 from s1kit.backends.hf import _sample_row  # the same sampler as the transformers engine
-from s1kit.forcing import (BudgetMachine, BudgetPolicy, CompiledPolicy, ConfigError, Phase, PromptTooLong,
-                           SequenceResult)
+from s1kit.forcing import BudgetMachine, BudgetPolicy, CompiledPolicy, ConfigError, Phase, SequenceResult
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +248,7 @@ class _Req:
         self.last = -1  # the id decided last
         self.rejected: dict[int, int] = {}  # output position -> the stop sampled there and suppressed
         self.pending = False  # an id was decided and vLLM has not appended it yet
+        self.deferred = False  # vLLM's own argmax picks this step's id; the machine consumes it at the next sync
         self.risky = True  # (re)added: this step may be a partial prefill whose sample vLLM discards
         self.gen: torch.Generator | None = None
         self.gen_state: torch.Tensor | None = None
@@ -281,7 +284,14 @@ class _Req:
 
     def _sync(self) -> None:
         n, k = len(self.out), self.emitted
-        if self.pending:
+        if self.deferred:
+            self.deferred = False
+            if n == k + 1:
+                self._consume_deferred(self.out[k])
+                return
+            if n == k:  # a partial prefill step: vLLM dropped its sample, and nothing was consumed
+                return
+        elif self.pending:
             self.pending = False
             if n == k:
                 self.risky = False
@@ -294,6 +304,17 @@ class _Req:
         elif n == k:
             return
         self._fail(f"vLLM's output has {n} ids, the processor decided {k}")
+
+    def _consume_deferred(self, tok: int) -> None:
+        m = self.machine
+        if m is None or m.done or m.has_forced() or tok == -1:
+            self._fail(f"vLLM appended id {tok} to a request whose step the processor left to it")
+            return
+        if not m.consume(tok).accept:  # defer_mask() only defers where every unmasked id is accepted
+            self._fail(f"vLLM's greedy pick {tok} is a stop the machine suppresses")
+            return
+        self.emitted += 1
+        self.last = tok
 
     def _rewind(self, n: int) -> None:
         self.emitted = n
@@ -326,6 +347,23 @@ class _Req:
     def needs_choice(self) -> bool:
         m = self.machine
         return m is not None and not m.done and not m.has_forced()
+
+    def defer_mask(self) -> frozenset[int] | None:
+        """The ids to mask so that vLLM's own greedy pick is this step's id, where the machine
+        accepts every other id (answering; the first thinking token of a round, whose stops are
+        banned anyway) and vLLM decodes greedily; None where the processor must choose first.
+        A deferred row costs no argmax here: vLLM's sampler does the only one."""
+        if self.gen is not None or not self.vllm_greedy:
+            return None
+        m = self.machine
+        if m.phase is Phase.ANSWERING:
+            return self.ban_answering
+        if m.banned_ids():
+            return self.banned()
+        return None
+
+    def defer(self) -> None:
+        self.deferred = True
 
     def banned(self) -> frozenset[int]:
         m = self.machine
@@ -396,7 +434,8 @@ class BudgetForcingLogitsProcessor(_vllm_base()):  # type: ignore[misc]
         # always listed in `removed` (vLLM pops it from there): its old occupant leaves then.
         for index in batch_update.removed:
             self._remove(index)
-        for index, params, prompt_ids, out in batch_update.added:
+        for index, params, *ids in batch_update.added:  # (index, params, prompt ids, output ids)
+            prompt_ids, out = (ids[0], ids[1]) if len(ids) == 2 else (None, ids[0])  # older vLLM: no prompt ids
             if index in self.active:
                 self._remove(index)
             st = self._register(params, prompt_ids, out)
@@ -416,11 +455,24 @@ class BudgetForcingLogitsProcessor(_vllm_base()):  # type: ignore[misc]
         if not self.active:
             return logits
         rows = sorted(self.active.items())
-        for _, st in rows:
+        need, masked = [], []
+        for i, st in rows:
             st.sync()
-        choices = self._choose(logits, [(i, st) for i, st in rows if st.needs_choice()])
+            if not st.needs_choice():
+                continue
+            mask = st.defer_mask()
+            if mask is None:
+                need.append((i, st))
+            else:
+                st.defer()
+                masked += [(i, t) for t in mask]
+        if masked:  # before _choose reads the logits: deferred rows are not among its rows anyway
+            logits[[i for i, _ in masked], [t for _, t in masked]] = _NEG_INF
+        choices = self._choose(logits, need)
         idx, toks = [], []
         for i, st in rows:
+            if st.deferred:
+                continue
             try:
                 tok = st.decide(choices.get(i))
             except Exception as err:  # noqa: BLE001 - one bad request must not take the engine down
@@ -643,7 +695,7 @@ class _Prepared:
     prompt: list[int]
 
 
-class VLLMBackend:
+class VLLMBackend(MachineFactory):
     """Budget-forced generation on a vLLM engine (``mode``: 'processor' or 'multiround')."""
 
     def __init__(self, llm: Any, mode: str = "processor", tokenizer: Any = None, chunk_size: int = 1024,
@@ -664,7 +716,11 @@ class VLLMBackend:
         self.tokenizer = tokenizer
         self.codec = HFCodec(tokenizer)
         self.context_window = context_window or model_config.max_model_len
-        self._compiled: dict[BudgetPolicy, CompiledPolicy] = {}
+        self.batch_size = chunk_size  # what callers hand to generate() at once; vLLM schedules max_num_seqs of them
+        cache_config = getattr(getattr(llm.llm_engine, "vllm_config", None), "cache_config", None)
+        if mode == "multiround" and cache_config is not None and not cache_config.enable_prefix_caching:
+            log.warning("s1kit: multi-round mode on an engine without prefix caching: every round prefills the "
+                        "whole prefix again (build it with enable_prefix_caching=True)")
 
     @classmethod
     def from_pretrained(cls, model: str, revision: str | None = None, mode: str = "processor",
@@ -692,21 +748,7 @@ class VLLMBackend:
         llm = vllm.LLM(**args)
         return cls(llm, mode=mode, chunk_size=chunk_size)
 
-    # -- the Backend interface -------------------------------------------------------------------
-
-    def compile(self, policy: BudgetPolicy) -> CompiledPolicy:
-        cp = self._compiled.get(policy)
-        if cp is None:
-            cp = self._compiled[policy] = CompiledPolicy(policy, self.codec, self.codec.eos_ids())
-        return cp
-
-    def machine(self, request: Request) -> BudgetMachine:
-        """A machine for one request; raises PromptTooLong if the prompt leaves no room."""
-        cp = self.compile(request.policy)
-        prompt_len = len(request.prompt_ids) + len(cp.start_ids)
-        if self.context_window is not None and prompt_len >= self.context_window:
-            raise PromptTooLong(prompt_len, self.context_window)
-        return BudgetMachine(cp, cp.resolve_max_thinking(len(request.prompt_ids), self.context_window))
+    # -- the Backend interface (compile() and machine() come from MachineFactory) ----------------
 
     def generate(self, requests: Sequence[Request], on_result: ResultCallback | None = None) -> list[SequenceResult]:
         """Generate every request (in chunks of ``chunk_size``; ``on_result`` after each chunk)."""
@@ -821,6 +863,30 @@ class VLLMBackend:
                     if not d.accept or m.done or m.has_forced():
                         break
         return [m.result() for m in machines]
+
+
+_OWN_FIELDS = ("model", "revision", "tokenizer_revision", "dtype", "tensor_parallel_size")
+
+
+def parse_engine_args(items: Iterable[str]) -> dict[str, Any]:
+    """``key=value`` items (the stages' ``engine_args``) to vllm.LLM keywords; values are read as
+    YAML, so ``0.9`` is a float, ``true`` a bool and ``{"a": 1}`` a mapping."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise ConfigError("engine_args", item, "key=value with a vllm.LLM argument name as key")
+        if key in _OWN_FIELDS:
+            raise ConfigError("engine_args", item, f"an argument other than {', '.join(_OWN_FIELDS)} (the stage "
+                              "has its own field for it)")
+        try:
+            out[key] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError("engine_args", item, f"a value YAML can read ({err})") from None
+    return out
 
 
 def make_backend(model: str, backend: str = "vllm", revision: str | None = None, dtype: str | None = None,

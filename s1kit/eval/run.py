@@ -83,7 +83,15 @@ class EvalConfig:
     output_dir: str = field(default="runs/eval", metadata=_doc("Where samples, results and plots go."))
     chat_template: str = field(default="auto", metadata=_doc("auto, chatml or none."))
     system_prompt: str | None = field(default=None, metadata=_doc("System turn for chat templates."))
-    batch_size: int = field(default=8, metadata=_doc("Sequences decoded together."))
+    batch_size: int = field(default=8, metadata=_doc("Sequences decoded together (vllm: its max_num_seqs)."))
+    backend: str = field(default="hf", metadata=_doc(
+        "hf (transformers, shared-prefix sweeps, default), vllm (budget forcing inside vLLM, extra: vllm; every "
+        "sweep point is its own request, vLLM's prefix cache shares the prompt) or vllm-multiround (s1's "
+        "multi-round algorithm on vLLM)."))
+    tensor_parallel_size: int = field(default=1, metadata=_doc("vllm backends: GPUs per model. Range: >= 1."))
+    engine_args: tuple[str, ...] = field(default=(), metadata=_doc(
+        "vllm backends: more vllm.LLM arguments as key=value, values read as YAML "
+        "(gpu_memory_utilization=0.9,max_model_len=32768)."))
     device: str | None = field(default=None, metadata=_doc("cpu, cuda ... (default: cuda if present)."))
     dtype: str | None = field(default=None, metadata=_doc("float32, bfloat16 ... (default by device)."))
     grade_timeout_s: float = field(default=5.0, metadata=_doc("Per-sample math-verify timeout (seconds)."))
@@ -103,6 +111,10 @@ class EvalConfig:
             raise ConfigError("model", self.model, "a local model folder or a Hub id")
         check_choice("chat_template", self.chat_template, ("auto", "chatml", "none"))
         check_int("batch_size", self.batch_size, 1)
+        from s1kit.generate import check_engine_args
+
+        check_choice("backend", self.backend, ("hf", "vllm", "vllm-multiround"))
+        check_engine_args(self)
         if self.limit is not None:
             check_int("limit", self.limit, 1)
         check_int("synth_n", self.synth_n, 1)
@@ -175,10 +187,9 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if backend is None:
-        from s1kit.backends.hf import HFBackend
+        from s1kit.generate import make_backend
 
-        backend = HFBackend.from_pretrained(cfg.model, revision=cfg.revision, batch_size=cfg.batch_size,
-                                            device=cfg.device, dtype=cfg.dtype)
+        backend = make_backend(cfg)
     judge = _make_judge(cfg)
     samples_path = out_dir / "samples.jsonl"
     paths = dict(item.split("=", 1) for item in cfg.data)
@@ -289,6 +300,7 @@ class _Sink:
 
 
 def _run_budget_forcing(cfg, policy, backend, todo, budgets, samples_path, judge) -> None:
+    from s1kit.backends.hf import HFBackend
     from s1kit.eval.sweep import sweep
 
     waits = cfg.wait_list()
@@ -304,11 +316,26 @@ def _run_budget_forcing(cfg, policy, backend, todo, budgets, samples_path, judge
     try:
         for prompt_budget, point_budgets in groups:
             prompts = _prompts(cfg, backend, todo, prompt_budget)
-            sweep(backend, prompts, point_budgets, waits, policy, keys=[r["id"] for r in todo],
-                  on_point=lambda pt, i, res: sink.write(todo[i], res, method="budget_forcing",
-                                                         budget=pt.budget, waits=pt.waits))
+            run_sweep = sweep if isinstance(backend, HFBackend) else _sweep_independently
+            run_sweep(backend, prompts, point_budgets, waits, policy, keys=[r["id"] for r in todo],
+                      on_point=lambda pt, i, res: sink.write(todo[i], res, method="budget_forcing",
+                                                             budget=pt.budget, waits=pt.waits))
     finally:
         sink.close()
+
+
+def _sweep_independently(backend, prompts, budgets, waits, policy, keys, on_point) -> None:
+    """Every (budget, waits) point as its own request, all handed to the backend together: for
+    backends without the transformers engine's KV export (vLLM, whose prefix cache shares the
+    prompts). Greedy results equal the shared-prefix sweep's, point for point."""
+    from s1kit.backends.base import Request
+    from s1kit.eval.sweep import SweepPoint
+
+    points = [SweepPoint(b, w) for b in sorted(set(budgets)) for w in sorted(set(waits))]
+    n = len(prompts)
+    reqs = [Request(list(p), policy.replace(max_thinking_tokens=pt.budget, num_ignore=pt.waits), key=keys[i])
+            for pt in points for i, p in enumerate(prompts)]
+    backend.generate(reqs, on_result=lambda k, res: on_point(points[k // n], k % n, res))
 
 
 def _run_plain(policy, backend, todo, cfg, sink) -> None:

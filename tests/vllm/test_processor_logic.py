@@ -273,3 +273,40 @@ def test_batch_update_slot_reuse_keeps_every_trace(tok):
     # 'a' (slot 0) is gone and 'c' moves from slot 2 into it: only the move is reported
     proc.update_state(BatchUpdate(2, [], [], [(2, 0, MoveDirectionality.UNIDIRECTIONAL)]))
     assert set(pop_traces(["slot-a", "slot-b", "slot-c"])) == {"slot-a", "slot-b", "slot-c"}
+
+
+def test_rows_that_accept_any_id_are_left_to_vllms_argmax(tok):
+    """Answering rows (and a thinking round's first token, stops banned) need no decision before
+    sampling: the processor leaves them to vLLM's greedy pick (masking only the banned ids) and
+    the machine consumes that pick at the next step; thinking rows are chosen and forced."""
+    proc = BudgetForcingLogitsProcessor(None, "cpu", False, codec=HFCodec(tok), context_window=512)
+    answer = proc.compile(BudgetPolicy(max_thinking_tokens=None, max_answer_tokens=3))
+    think = proc.compile(BudgetPolicy(max_thinking_tokens=50, num_ignore=1, max_answer_tokens=3))
+    outs = [[], []]
+    proc.update_state(BatchUpdate(2, [], [(0, FakeParams(**forcing_sampling_kwargs(answer, "a", 10)), [1], outs[0]),
+                                          (1, FakeParams(**forcing_sampling_kwargs(think, "t", 99)), [1], outs[1])], []))
+    stops = sorted(think.thinking_stops.ids)
+    gen = torch.Generator().manual_seed(0)
+    # the model wants to stop thinking at every step: banned at a round's first token (vLLM's pick),
+    # suppressed once with "Wait" (forced), banned again after it, then accepted: thinking closes
+    for step, expect in enumerate(["banned", "wait", "banned", "close"]):
+        logits = torch.randn(2, len(tok), generator=gen)
+        logits[:, stops] = 50.0
+        before = logits.clone()
+        after = proc.apply(logits)
+        a, t = proc.active[0], proc.active[1]
+        assert a.machine.answer_tokens == step  # the previous step's pick is consumed now
+        if not a.machine.done:
+            assert a.deferred and torch.equal(after[0], before[0])  # answering: untouched, no argmax here
+        changed = (after[1] != before[1]).nonzero().flatten().tolist()
+        if expect == "banned":
+            assert t.deferred and changed == stops and torch.isinf(after[1, stops]).all()
+        else:  # decided before vLLM samples: one id raised to the top
+            assert not t.deferred and len(changed) == 1
+            assert t.machine.waits_injected == 1 and t.machine.forced_end is False
+            assert (t.machine.phase.name == "ANSWERING") == (expect == "close")
+        picks = after.argmax(-1).tolist()
+        outs[0].append(picks[0])
+        outs[1].append(picks[1])
+    assert proc.active[0].machine.done and proc.active[0].machine.answer_tokens == 3
+    assert proc.active[1].machine.ids[:4] == outs[1]

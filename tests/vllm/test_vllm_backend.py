@@ -200,3 +200,136 @@ def test_generate_stage_on_vllm(engine, hf, model_dir, tmp_path):
         rows[name] = [json.loads(line) for line in open(cfg.output, encoding="utf-8")]
     key = lambda r: r["id"]  # noqa: E731
     assert sorted(rows["vllm"], key=key) == sorted(rows["hf"], key=key)
+
+
+def test_eval_on_vllm_equals_the_transformers_sweep(engine, hf, tmp_path):
+    """`s1kit eval --backend vllm`: every sweep point is its own request (no KV export in vLLM);
+    greedy samples equal the transformers engine's shared-prefix sweep, point for point."""
+    import json
+
+    from s1kit.eval.run import EvalConfig, run_eval
+
+    samples = {}
+    for name, backend in (("vllm", engine), ("hf", hf)):
+        out = tmp_path / name
+        cfg = EvalConfig(model="tiny", benchmarks=("synth:gcd+sort_digits",), synth_n=3, budgets=("10", "40"),
+                         waits=("0", "2"), majority_n=2, majority_budget=20, output_dir=str(out),
+                         chat_template="chatml", progress=False)
+        results = run_eval(cfg, BudgetPolicy(max_answer_tokens=6, seed=5), backend=backend)
+        assert len(results["benchmarks"]["synth:gcd+sort_digits"]["points"]) == 4
+        samples[name] = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    fields = ("thinking", "answer_text", "thinking_tokens", "answer_tokens", "waits_injected", "forced_end",
+              "finish_reason", "correct", "grade_tier")
+    key = lambda s: (s["id"], s["method"], s["budget"], s["waits"], s.get("sample"))  # noqa: E731
+    for name in samples:
+        assert len(samples[name]) == 6 * (2 * 2 + 2)  # 6 problems x (4 sweep points + 2 majority samples)
+    greedy = {key(s): [s[f] for f in fields] for s in samples["hf"] if s["method"] == "budget_forcing"}
+    assert greedy == {key(s): [s[f] for f in fields] for s in samples["vllm"] if s["method"] == "budget_forcing"}
+    majority = {key(s): s["thinking"] for s in samples["hf"] if s["method"] == "majority_voting"}
+    assert majority == {key(s): s["thinking"] for s in samples["vllm"] if s["method"] == "majority_voting"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_vllm_openai_server_forces_per_request(model_dir, hf, qwen_tokenizer, tmp_path):
+    """vLLM's own OpenAI server with ``--logits-processors``: per-request policies through
+    ``vllm_xargs`` give the transformers backend's text; a bad policy is an HTTP 400 naming the field;
+    requests without s1kit's args are plain vLLM. Starts a server (about a minute on CPU)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    tok = qwen_tokenizer
+    port = _free_port()
+    log_path = tmp_path / "server.log"
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--port", str(port),
+           "--host", "127.0.0.1", "--dtype", "float32", "--enforce-eager", "--max-model-len", str(CONTEXT),
+           "--logits-processors", "s1kit.backends.vllm:BudgetForcingLogitsProcessor"]
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    with open(log_path, "w") as log_file:
+        server = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(1)
+
+        def complete(body):
+            req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=120) as resp:
+                    return resp.status, json.loads(resp.read())
+            except urllib.error.HTTPError as err:
+                return err.code, json.loads(err.read())
+
+        im_end = tok.convert_tokens_to_ids("<|im_end|>")
+        for policy in (BudgetPolicy(max_thinking_tokens=90, num_ignore=2, max_answer_tokens=12),
+                       BudgetPolicy(max_thinking_tokens=15, max_answer_tokens=12)):
+            [req] = requests(tok, policy, 4)[3:4]
+            [ref] = hf.generate([req])
+            prompt = tok.decode(req.prompt_ids + tok.encode("<|im_start|>think", add_special_tokens=False))
+            status, out = complete({
+                "model": str(model_dir), "prompt": prompt, "max_tokens": 400, "temperature": 0,
+                "skip_special_tokens": False, "ignore_eos": True, "stop_token_ids": [im_end],
+                "vllm_xargs": {"s1kit": json.dumps(policy.to_dict()), "s1kit_key": "q3"}})
+            assert status == 200, out
+            assert out["choices"][0]["text"] == tok.decode(ref.ids[:-1] if ref.ids[-1] == im_end else ref.ids,
+                                                           skip_special_tokens=False)
+        status, out = complete({"model": str(model_dir), "prompt": "Hi", "max_tokens": 5,
+                                "vllm_xargs": {"s1kit": json.dumps({"num_ignore": -1})}})
+        assert status == 400 and "num_ignore" in json.dumps(out)
+        status, out = complete({"model": str(model_dir), "prompt": "Hi", "max_tokens": 5, "temperature": 0,
+                                "ignore_eos": True})
+        assert status == 200 and out["usage"]["completion_tokens"] == 5
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_generate_cli_on_vllm(model_dir, hf, tmp_path):
+    """`s1kit generate --backend vllm` end to end in a new process (its own engine, about a minute)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    src = tmp_path / "prompts.jsonl"
+    src.write_text("".join(json.dumps({"id": f"p{i}", "question": q}) + "\n" for i, q in enumerate(QUESTIONS)))
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "s1kit.cli", "generate", "--backend", "vllm", "--model", str(model_dir),
+           "--input", str(src), "--output", str(out), "--max-thinking-tokens", "40", "--num-ignore", "1",
+           "--max-answer-tokens", "8", "--batch-size", "16", "--chat-template", "chatml", "--progress", "false",
+           "--engine-args", f"max_model_len={CONTEXT},enable_prefix_caching=true"]
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref = tmp_path / "hf.jsonl"
+    from s1kit.generate import GenerateConfig, run_generate
+
+    run_generate(GenerateConfig(model=str(model_dir), input=str(src), output=str(ref), chat_template="chatml",
+                                progress=False), BudgetPolicy(max_thinking_tokens=40, num_ignore=1, max_answer_tokens=8),
+                 backend=hf)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    manifest = json.loads((tmp_path / "out.jsonl.manifest.json").read_text())
+    assert manifest["config"]["backend"] == "vllm" and manifest["counts"]["generated"] == len(QUESTIONS)
+    assert sorted(rows, key=lambda r: r["id"]) == sorted(
+        (json.loads(line) for line in ref.read_text().splitlines()), key=lambda r: r["id"])

@@ -1,0 +1,62 @@
+"""`--backend vllm` in the generate and eval stage configs: validation and engine arguments (no vLLM needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from s1kit.backends.vllm import parse_engine_args
+from s1kit.eval.run import EvalConfig
+from s1kit.forcing import ConfigError
+from s1kit.generate import GenerateConfig, make_backend
+
+
+def gen(**kw):
+    return GenerateConfig(model="m", prompt=("hi",), **kw)
+
+
+def test_engine_args_are_read_as_yaml():
+    args = parse_engine_args(["gpu_memory_utilization=0.9", "enforce-eager=true", "max_model_len=32768",
+                              "quantization=fp8", 'hf_overrides={"rope_theta": 1000000}'])
+    assert args == {"gpu_memory_utilization": 0.9, "enforce_eager": True, "max_model_len": 32768,
+                    "quantization": "fp8", "hf_overrides": {"rope_theta": 1000000}}
+
+
+@pytest.mark.parametrize("item, why", [("gpu_memory_utilization", "key=value"), ("=3", "key=value"),
+                                       ("tensor_parallel_size=2", "own field"), ("dtype=half", "own field"),
+                                       ("x={a: [", "YAML")])
+def test_bad_engine_args_name_the_field(item, why):
+    with pytest.raises(ConfigError, match="engine_args") as err:
+        parse_engine_args([item])
+    assert why in str(err.value)
+
+
+@pytest.mark.parametrize("cls", [gen, lambda **kw: EvalConfig(model="m", benchmarks=("synth",), **kw)])
+def test_stage_configs_take_the_vllm_backends(cls):
+    cfg = cls(backend="vllm", tensor_parallel_size=4, engine_args=("gpu_memory_utilization=0.9",))
+    assert (cfg.backend, cfg.tensor_parallel_size) == ("vllm", 4)
+    assert cls(backend="vllm-multiround").backend == "vllm-multiround"
+    with pytest.raises(ConfigError, match="tensor_parallel_size"):
+        cls(backend="hf", tensor_parallel_size=2)  # set where nothing reads it: refused, not ignored
+    with pytest.raises(ConfigError, match="tensor_parallel_size"):
+        cls(backend="vllm", tensor_parallel_size=0)
+    with pytest.raises(ConfigError, match="engine_args"):
+        cls(backend="hf", engine_args=("max_model_len=4096",))
+    with pytest.raises(ConfigError, match="engine_args"):
+        cls(backend="vllm", engine_args=("max_model_len",))
+    with pytest.raises(ConfigError, match="device"):
+        cls(backend="vllm", device="cuda:1")
+    with pytest.raises(ConfigError, match="backend"):
+        cls(backend="sglang")
+
+
+def test_eval_has_no_reference_backend():
+    with pytest.raises(ConfigError, match="backend"):
+        EvalConfig(model="m", benchmarks=("synth",), backend="reference")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
+def test_without_vllm_the_error_names_the_extra():
+    with pytest.raises(ImportError, match=r"pip install 's1kit\[vllm\]'"):
+        make_backend(gen(backend="vllm"))
