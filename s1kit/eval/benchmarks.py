@@ -33,7 +33,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from s1kit.forcing.validation import ConfigError
 
@@ -68,10 +68,11 @@ def benchmark_names() -> list[str]:
 
 
 def load_benchmark(name: str, path: str | None = None, limit: int | None = None,
-                   revision: str | None = None, synth_n: int = 50, synth_seed: int = 1234) -> list[dict[str, Any]]:
+                   revision: str | None = None, synth_n: int = 50, synth_seed: int = 1234,
+                   synth_levels: Sequence[int] = ()) -> list[dict[str, Any]]:
     """Rows with ``id``, ``question`` (the prompt), ``answer`` (gold), ``kind``, ``benchmark``."""
     if is_synth(name):
-        rows = load_synth(name, synth_n, synth_seed)
+        rows = load_synth(name, synth_n, synth_seed, synth_levels)
         return rows[:limit] if limit else rows
     if name not in BENCHMARKS:
         raise ConfigError("benchmarks", name, "one of " + ", ".join(benchmark_names()))
@@ -99,14 +100,17 @@ def synth_families(name: str) -> list[str]:
     return wanted
 
 
-def load_synth(name: str, n: int, seed: int) -> list[dict[str, Any]]:
-    """``n`` seeded problems per family through :func:`s1kit.synth.tasks.generate` (levels cycled),
-    interleaved across families."""
-    from s1kit.synth.tasks import generate
+def load_synth(name: str, n: int, seed: int, levels: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """``n`` seeded problems per family through :func:`s1kit.synth.tasks.generate` (``levels``
+    cycled; empty: every level), interleaved across families."""
+    from s1kit.synth.tasks import LEVELS, generate
 
     if not isinstance(n, int) or n < 1:
         raise ConfigError("synth_n", n, "an integer >= 1")
-    per_family = [generate(family, n, seed=seed) for family in synth_families(name)]
+    levels = tuple(levels) or LEVELS
+    if any(lv not in LEVELS for lv in levels):
+        raise ConfigError("synth_levels", list(levels), f"levels among {list(LEVELS)}")
+    per_family = [generate(family, n, seed=seed, levels=levels) for family in synth_families(name)]
     rows = []
     for i in range(n):  # interleaved, so --limit keeps every family
         for problems in per_family:
@@ -118,11 +122,12 @@ def load_synth(name: str, n: int, seed: int) -> list[dict[str, Any]]:
 
 
 def benchmark_source(name: str, path: str | None, revision: str | None, synth_n: int = 50,
-                     synth_seed: int = 1234) -> dict[str, Any]:
+                     synth_seed: int = 1234, synth_levels: Sequence[int] = ()) -> dict[str, Any]:
     """Where a benchmark's rows came from, for results.json; warns when a Hub load is unpinned."""
     if is_synth(name):
-        return {"source": "s1kit.synth.tasks", "revision": f"generated: n={synth_n} per family, seed={synth_seed}",
-                "families": synth_families(name)}
+        levels = ",".join(map(str, synth_levels)) or "all"
+        return {"source": "s1kit.synth.tasks", "families": synth_families(name),
+                "revision": f"generated: n={synth_n} per family, seed={synth_seed}, levels={levels}"}
     if path:
         return {"source": str(path), "revision": "local file"}
     spec = BENCHMARKS[name]

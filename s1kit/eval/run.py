@@ -59,6 +59,8 @@ class EvalConfig:
     synth_n: int = field(default=50, metadata=_doc("synth benchmarks: problems per task family. Range: >= 1."))
     synth_seed: int = field(default=1234, metadata=_doc(
         "synth benchmarks: generation seed (use one the training data did not). Range: >= 0."))
+    synth_levels: tuple[int, ...] = field(default=(), metadata=_doc(
+        "synth benchmarks: difficulty levels to cycle through (empty: all, 1-4)."))
     budgets: tuple[str, ...] = field(default=(), metadata=_doc(
         "Thinking caps to sweep (one run gives all points); empty: the policy's max_thinking_tokens."))
     waits: tuple[str, ...] = field(default=("0",), metadata=_doc("Numbers of 'Wait' extensions to sweep."))
@@ -119,6 +121,12 @@ class EvalConfig:
             check_int("limit", self.limit, 1)
         check_int("synth_n", self.synth_n, 1)
         check_int("synth_seed", self.synth_seed, 0)
+        try:
+            self.synth_levels = tuple(int(lv) for lv in self.synth_levels)
+        except (TypeError, ValueError):
+            raise ConfigError("synth_levels", self.synth_levels, "integers among 1-4") from None
+        if any(not 1 <= lv <= 4 for lv in self.synth_levels):
+            raise ConfigError("synth_levels", list(self.synth_levels), "integers among 1-4")
         for name, values in (("budgets", self.budgets), ("waits", self.waits),
                              ("rejection_budgets", self.rejection_budgets)):
             if any(not str(v).isdigit() for v in values):
@@ -196,9 +204,10 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
     datasets, problems = {}, set()
     try:
         for name in cfg.benchmarks:
-            rows = load_benchmark(name, paths.get(name), cfg.limit, cfg.data_revision, cfg.synth_n, cfg.synth_seed)
+            rows = load_benchmark(name, paths.get(name), cfg.limit, cfg.data_revision, cfg.synth_n, cfg.synth_seed,
+                                  cfg.synth_levels)
             datasets[name] = {**benchmark_source(name, paths.get(name), cfg.data_revision, cfg.synth_n,
-                                                 cfg.synth_seed), "rows": len(rows), "sha256": dataset_hash(rows)}
+                                                 cfg.synth_seed, cfg.synth_levels), "rows": len(rows), "sha256": dataset_hash(rows)}
             problems |= {(name, r["id"]) for r in rows}
             if rows:
                 _evaluate(cfg, policy, backend, rows, samples_path, judge)

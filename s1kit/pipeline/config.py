@@ -61,6 +61,9 @@ class RunConfig:
     eval_per_family: int = field(default=100, metadata=_doc("Evaluation problems per family. Range: >= 1."))
     eval_seed: int = field(default=1234, metadata=_doc(
         "Seed of the evaluation set (the pool is decontaminated against it). Range: >= 0."))
+    eval_levels: tuple[int, ...] = field(default=(4,), metadata=_doc(
+        "Difficulty levels of the evaluation set (1-4). Default: the hardest only, as s1 evaluates on "
+        "competition problems its base model mostly fails (AIME, GPQA)."))
     cap_fractions: tuple[float, ...] = field(default=(0.0, 0.25, 0.5, 0.75, 1.0), metadata=_doc(
         "Thinking caps as fractions of the median teacher trace of the selected set."))
     full_budget_factor: float = field(default=1.5, metadata=_doc(
@@ -88,6 +91,9 @@ class RunConfig:
         self.families, self.ablations = tuple(self.families), tuple(self.ablations)
         self.cap_fractions, self.waits = tuple(float(f) for f in self.cap_fractions), tuple(int(w) for w in self.waits)
         self.rejection_fractions = tuple(float(f) for f in self.rejection_fractions)
+        self.eval_levels = tuple(int(lv) for lv in self.eval_levels)
+        if not self.eval_levels or any(not 1 <= lv <= 4 for lv in self.eval_levels):
+            raise ConfigError("eval_levels", list(self.eval_levels), "one or more integers among 1-4")
         if not self.output_dir:
             raise ConfigError("output_dir", self.output_dir, "a folder path")
         for name in ("seed", "eval_seed"):

@@ -188,7 +188,8 @@ def markdown(ctx: dict[str, Any], f: dict[str, Any]) -> str:
         "# s1 at small scale: the embedded default",
         "",
         f"Families: {', '.join(cfg.families)}; pool {ctx['pool']['pool_rows']:,} questions; "
-        f"evaluation set {ctx['pool']['eval_rows']} problems (seed {cfg.eval_seed}, decontaminated against). "
+        f"evaluation set {ctx['pool']['eval_rows']} problems (difficulty level {'/'.join(map(str, cfg.eval_levels))} of 1-4, "
+        f"seed {cfg.eval_seed}, decontaminated against). "
         f"Wall time of this invocation {ctx['wall_seconds'] / 60:.1f} min; stages in total "
         f"{sum(ctx['stage_seconds'].values()) / 60:.1f} min" + (" (some stages reused: " + ", ".join(ctx["skipped"]) + ")"
                                                             if ctx["skipped"] else "") + ".",

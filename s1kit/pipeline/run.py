@@ -100,7 +100,7 @@ def stage_pool(cfg: RunConfig, folder: Path) -> dict[str, Any]:
     # were not seen as worked examples (as a real base model has not seen s1K's solutions)
     corpus = synth_rows(SourceConfig.from_dict({**_pool_source(cfg), "seed": cfg.seed + 1}))
     write_jsonl(folder / "base_corpus_pool.jsonl", corpus)
-    eval_rows = load_synth(eval_benchmark(cfg), cfg.eval_per_family, cfg.eval_seed)
+    eval_rows = load_synth(eval_benchmark(cfg), cfg.eval_per_family, cfg.eval_seed, cfg.eval_levels)
     write_jsonl(folder / "eval_set.jsonl", eval_rows)
     return {"pool": str(folder / "pool.jsonl"), "base_corpus_pool": str(folder / "base_corpus_pool.jsonl"),
             "eval_set": str(folder / "eval_set.jsonl"), "pool_rows": len(rows),
@@ -214,7 +214,7 @@ def stage_eval(cfg: RunConfig, model: str, folder: Path, budgets: list[int] | No
     from s1kit.forcing import BudgetPolicy
 
     ecfg = EvalConfig(model=model, benchmarks=(eval_benchmark(cfg),), synth_n=cfg.eval_per_family,
-                      synth_seed=cfg.eval_seed, budgets=tuple(str(b) for b in budgets or ()),
+                      synth_seed=cfg.eval_seed, synth_levels=cfg.eval_levels, budgets=tuple(str(b) for b in budgets or ()),
                       waits=tuple(str(w) for w in waits), majority_n=majority_n,
                       majority_temperature=cfg.majority_temperature, majority_budget=majority_budget,
                       rejection_budgets=tuple(str(b) for b in rejection),
@@ -245,7 +245,7 @@ def run_pipeline(cfg: RunConfig) -> Path:
     (root / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     st = Stages(root)
     t0 = time.perf_counter()
-    pool = st.run("pool", {"source": _pool_source(cfg), "eval": [cfg.eval_per_family, cfg.eval_seed],
+    pool = st.run("pool", {"source": _pool_source(cfg), "eval": [cfg.eval_per_family, cfg.eval_seed, list(cfg.eval_levels)],
                            "base_corpus_seed": cfg.seed + 1}, [],
                   lambda d: stage_pool(cfg, d))
     bases = {}
@@ -264,7 +264,7 @@ def run_pipeline(cfg: RunConfig) -> Path:
         params = {"epochs": cfg.sft_epochs, "lr": cfg.sft_lr, "batch": cfg.batch_size, "block": cfg.block_size}
         sft[sel] = st.run(f"sft_{sel}", params, ["base_large", "curate"],
                           lambda d, s=sel: stage_sft(cfg, bases["base_large"]["model"], curated[s], d))
-    eval_common = {"n": cfg.eval_per_family, "seed": cfg.eval_seed, "prefix": cfg.forced_answer_prefix}
+    eval_common = {"n": cfg.eval_per_family, "seed": cfg.eval_seed, "levels": list(cfg.eval_levels), "prefix": cfg.forced_answer_prefix}
     main_params = {**eval_common, "budgets": budgets, "waits": list(cfg.waits), "majority_n": cfg.majority_n,
                    "majority_t": cfg.majority_temperature, "rejection_attempts": cfg.rejection_max_attempts}
     evals["s1k"] = st.run("eval_s1k", main_params, ["sft_s1k"], lambda d: stage_eval(

@@ -133,6 +133,15 @@ def test_synth_benchmark_is_seeded_interleaved_and_graded_by_kind():
     gold = sort_rows[0]["answer"]
     assert grade(f"Answer: {gold}", gold, "exact").correct
     assert not grade(f"Answer: {gold.split(' ', 1)[1]}", gold, "exact").correct  # a dropped digit
+
+
+def test_synth_levels_restrict_the_set_and_are_validated():
+    hard = load_benchmark("synth:add_chain", synth_n=6, synth_seed=7, synth_levels=(4,))
+    assert {r["level"] for r in hard} == {4}
+    assert {r["level"] for r in load_benchmark("synth:add_chain", synth_n=8, synth_seed=7)} == {1, 2, 3, 4}
+    assert EvalConfig(model="tiny", benchmarks=("synth",), synth_levels=("3", "4")).synth_levels == (3, 4)
+    with pytest.raises(ConfigError, match="synth_levels"):
+        EvalConfig(model="tiny", benchmarks=("synth",), synth_levels=(5,))
     assert not grade("Answer: 0 2 5", "2 5", "exact").correct  # not compared as integers (025 = 25)
     with pytest.raises(ConfigError, match="benchmarks"):
         load_benchmark("synth:nope")
@@ -201,7 +210,7 @@ def test_cli_eval_end_to_end_on_the_synthetic_benchmark(stopping_model, qwen_tok
     results = json.loads((out / "results.json").read_text())
     assert set(results["benchmarks"]["synth:add_chain"]["methods"]) == {
         "budget_forcing", "majority_voting", "rejection_sampling"}
-    assert results["datasets"]["synth:add_chain"]["revision"] == "generated: n=3 per family, seed=1234"
+    assert results["datasets"]["synth:add_chain"]["revision"] == "generated: n=3 per family, seed=1234, levels=all"
     assert len(_samples(out)) == 3 * 4 + 3 * 2 + 3
 
 
