@@ -12,6 +12,8 @@ Workloads, all greedy:
   (c) extension: budget 512 with 2x "Wait" on the model's early stops; engine vs reference
 Every pair runs side by side in this process and must produce identical tokens; the table gives
 tokens per second and the engine's speed-up ratio. Results go to bench/results/forcing.json.
+The same workloads on vLLM (the logits-processor backend vs plain vLLM and vs s1's multi-round
+algorithm on vLLM) need vLLM's own environment: `make bench-vllm` (bench/forcing_vllm.py).
 """
 
 from __future__ import annotations
