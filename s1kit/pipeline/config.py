@@ -72,11 +72,11 @@ class RunConfig:
     forced_answer_prefix: str = field(default="Answer:", metadata=_doc(
         "What the cap appends after the end-of-thinking delimiter (s1: 'Final Answer:'; the tiny "
         "traces end with 'Answer: X')."))
-    majority_n: int = field(default=8, metadata=_doc("Majority-voting baseline: samples per problem (0: off). Range: >= 0."))
+    majority_n: int = field(default=4, metadata=_doc("Majority-voting baseline: samples per problem (0: off). Range: >= 0."))
     majority_temperature: float = field(default=0.7, metadata=_doc("Majority-voting temperature. Range: (0, 100]."))
     rejection_fractions: tuple[float, ...] = field(default=(0.5, 0.75, 1.0), metadata=_doc(
         "Rejection-sampling baseline: budgets as fractions of the median trace (empty: off)."))
-    rejection_max_attempts: int = field(default=8, metadata=_doc("Rejection sampling: attempts per problem. Range: >= 1."))
+    rejection_max_attempts: int = field(default=4, metadata=_doc("Rejection sampling: attempts per problem. Range: >= 1."))
     eval_batch_size: int = field(default=64, metadata=_doc("Sequences decoded together. Range: >= 1."))
     # -- run ------------------------------------------------------------------------------------
     smoke: bool = field(default=False, metadata=_doc(
