@@ -47,7 +47,7 @@ test-vllm:
 
 bench-vllm:
 	bash scripts/vllm_env.sh
-	.venv-vllm/bin/python bench/forcing_vllm.py
+	.venv-vllm/bin/python bench/forcing.py --backend vllm --same-engine
 
 clean:
 	rm -rf $(VENV) .venv-vllm runs .pytest_cache .hypothesis

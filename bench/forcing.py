@@ -12,8 +12,14 @@ Workloads, all greedy:
   (c) extension: budget 512 with 2x "Wait" on the model's early stops; engine vs reference
 Every pair runs side by side in this process and must produce identical tokens; the table gives
 tokens per second and the engine's speed-up ratio. Results go to bench/results/forcing.json.
-The same workloads on vLLM (the logits-processor backend vs plain vLLM and vs s1's multi-round
-algorithm on vLLM) need vLLM's own environment: `make bench-vllm` (bench/forcing_vllm.py).
+
+    python bench/forcing.py --backend vllm --same-engine   # in .venv-vllm: `make bench-vllm`
+
+`--backend vllm` runs the same workloads on vLLM: the logits-processor backend against plain vLLM
+generation (the cost of forcing inside vLLM) and against s1's multi-round algorithm on vLLM; the
+other flags are bench/forcing_vllm.py's (`--help` after `--backend vllm` lists them). It needs
+vLLM's own environment (`make bench-vllm` builds it and runs this); results go to
+bench/results/forcing_vllm.json.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -146,13 +153,18 @@ def bench_batch(model, tok, prompts, batch, quick, repeats):
     return rows
 
 
-def vllm_row(model_dir_hint: str) -> dict | None:
-    """vLLM's plain generation as a reference row, when vllm is installed (issue: vLLM backend)."""
+def run_on_vllm(argv: list[str]) -> None:
+    """`--backend vllm`: bench/forcing_vllm.py's workloads on a vLLM engine, with its flags."""
     try:
         import vllm  # noqa: F401
-    except ImportError:
-        return None
-    return {"workload": "(a) no forcing", "engine": "vllm", "note": "see bench/forcing_vllm.py"}
+    except Exception as err:  # noqa: BLE001 - a broken install (missing CUDA libs...) is the same answer
+        raise SystemExit(f"--backend vllm needs vLLM, which is not importable here ({type(err).__name__}: {err}); "
+                         "build its environment and run the benchmark there: make bench-vllm") from err
+    sys.path.insert(0, str(ROOT / "bench"))
+    import forcing_vllm
+
+    sys.argv = [str(ROOT / "bench/forcing_vllm.py"), *argv]
+    forcing_vllm.main()
 
 
 def markdown(rows: list[dict]) -> str:
@@ -165,7 +177,14 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    backend = argparse.ArgumentParser(add_help=False)
+    backend.add_argument("--backend", choices=("hf", "vllm"), default="hf",
+                         help="vllm: the same workloads on vLLM (bench/forcing_vllm.py, its flags; needs vLLM)")
+    picked, rest = backend.parse_known_args()
+    if picked.backend == "vllm":
+        run_on_vllm(rest)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[backend])
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--quick", action="store_true", help="64 instead of 256 tokens (smoke run)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per pair; best time kept")
@@ -185,11 +204,8 @@ def main() -> None:
         print(markdown(rows[-3:]), flush=True)
     meta = {"params": params, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine(), "quick": args.quick, "repeats": args.repeats}
-    extra = vllm_row("")
     print(f"\nmodel: {params / 1e6:.1f}M params, fp32, {meta['threads']} threads\n")
     print(markdown(rows))
-    if extra is None:
-        print("\nvLLM: not installed, no vLLM reference row (see the vLLM backend issue)")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

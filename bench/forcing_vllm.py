@@ -1,5 +1,6 @@
 """Budget forcing inside vLLM: s1kit's logits-processor backend vs plain vLLM and vs s1's multi-round.
 
+    .venv-vllm/bin/python bench/forcing.py --backend vllm --same-engine   # make bench-vllm
     .venv-vllm/bin/python bench/forcing_vllm.py                  # batch 8 and 32, 256 tokens
     .venv-vllm/bin/python bench/forcing_vllm.py --batch-sizes 8 --quick
 
