@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import logging
 import types
 import typing
 from pathlib import Path
@@ -21,6 +23,7 @@ from s1kit.forcing.validation import (  # noqa: F401  (re-exported: the config A
     ConfigError, _is_tuple_hint, check_choice, check_float, check_int, from_dict)
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -125,3 +128,43 @@ def to_dict(config: Any) -> dict[str, Any]:
     """A JSON-friendly dict of a config (tuples become lists)."""
     out = dataclasses.asdict(config)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# resumable outputs
+# ---------------------------------------------------------------------------------------------
+
+
+def guard_resume(record: str | Path, settings: dict[str, Any], has_rows: bool, field: str, value: Any) -> None:
+    """Refuse to resume an output whose rows were made under other settings; record this run's.
+
+    A resumable stage appends to its output and skips the rows already there. Rows from another
+    model, policy or seed would be mixed into the results without a trace, so the settings that
+    decide a row are kept beside the output (``record``) and compared on every resume; a change
+    is a :class:`ConfigError` naming the settings that differ and ``field`` (the output option).
+    """
+    record = Path(record)
+    settings = json.loads(json.dumps(settings, sort_keys=True, default=str))
+    if has_rows and record.exists():
+        old = json.loads(record.read_text())
+        changed = sorted(k for k in old.keys() | settings.keys() if old.get(k) != settings.get(k))
+        if changed:
+            raise ConfigError(field, value, f"a new output, or the settings its rows were made with: it holds "
+                                            f"rows made with another {', '.join(changed)} ({record}); choose "
+                                            f"another {field} or delete the old output")
+    elif has_rows:
+        log.warning("%s has rows but no record of their settings (%s): resuming without a check", value, record.name)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(settings, indent=2, sort_keys=True))
+
+
+def model_identity(model: str, revision: str | None = None) -> dict[str, Any]:
+    """What identifies a model's weights for :func:`guard_resume`: the id and revision, and for a
+    local folder the size and modification time of its files (a retrained model in the same folder
+    differs; hashing the weights of a 32B model would take minutes)."""
+    path = Path(model)
+    files = {}
+    if path.is_dir():
+        files = {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(path.iterdir())
+                 if f.is_file() and f.suffix in {".safetensors", ".bin", ".json", ".model"}}
+    return {"model": model, "revision": revision, "files": files}

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from s1kit.config import guard_resume
 from s1kit.forcing import BudgetPolicy, PromptTooLong, SequenceResult
 from s1kit.forcing.validation import ConfigError, check_choice, check_int
 
@@ -215,6 +216,7 @@ def run_generate(cfg: GenerateConfig, policy: BudgetPolicy, backend=None) -> dic
     backend = backend or make_backend(cfg)
     out_path = Path(cfg.output)
     done = load_done(out_path)
+    guard_resume(str(out_path) + ".settings.json", _row_settings(cfg, policy), bool(done), "output", cfg.output)
     writer = RowWriter(out_path)
     counts = {"rows": 0, "already_done": 0, "generated": 0, "skipped": 0}
     skip_reasons: dict[str, int] = {}
@@ -247,6 +249,19 @@ def run_generate(cfg: GenerateConfig, policy: BudgetPolicy, backend=None) -> dic
     manifest = _manifest(cfg, policy, counts, skip_reasons, time.time() - started)
     Path(str(out_path) + ".manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+# Fields that choose which rows to make or how fast, not what a row holds (see config.guard_resume).
+_NOT_ROW_SETTINGS = frozenset({"input", "prompt", "limit", "output", "num_samples", "batch_size",
+                               "tensor_parallel_size", "engine_args", "device", "progress", "model", "revision"})
+
+
+def _row_settings(cfg: GenerateConfig, policy: BudgetPolicy) -> dict[str, Any]:
+    """What decides a generated row's content: the model's identity, the policy, the prompt format."""
+    from s1kit.config import model_identity, to_dict
+
+    return {**{k: v for k, v in to_dict(cfg).items() if k not in _NOT_ROW_SETTINGS},
+            "model": model_identity(cfg.model, cfg.revision), "policy": policy.to_dict()}
 
 
 def _too_long(backend, req) -> str | None:

@@ -74,6 +74,19 @@ def test_rerun_resumes_without_duplicates_and_cuts_a_torn_line(model_dir, tmp_pa
     assert len(read_rows(out)) == 6
 
 
+def test_resume_with_other_settings_is_refused_naming_them(model_dir, tmp_path, capsys):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(inp, [json.dumps({"id": f"q{i}", "question": f"What is {i}+{i}?"}) for i in range(3)])
+    assert gen(model_dir, inp, out) == 0
+    rows = out.read_text()
+    with pytest.raises(SystemExit):  # another thinking cap: its rows would be mixed in silently
+        gen(model_dir, inp, out, "--max-thinking-tokens", "7")
+    err = capsys.readouterr().err
+    assert "output=" in err and "policy" in err
+    assert out.read_text() == rows  # nothing was appended
+    assert gen(model_dir, inp, out, "--batch-size", "2") == 0  # speed settings may change
+
+
 def test_unknown_policy_key_in_recipe_fails_naming_it(model_dir, tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("policy:\n  max_thinking_tokenz: 5\n")

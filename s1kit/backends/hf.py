@@ -34,6 +34,14 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
+def cache_keyword(model: Any) -> str:
+    """The forward argument that takes the KV cache: ``cache`` from transformers 5.24 (where
+    ``past_key_values`` is deprecated, to be removed in 5.40), ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class HFBackend(MachineFactory):
     """Budget-forced generation on a transformers causal LM."""
 
@@ -41,6 +49,7 @@ class HFBackend(MachineFactory):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} is invalid: allowed an integer >= 1")
         self.model = model.eval()
+        self.cache_kw = cache_keyword(model)
         self.tokenizer = tokenizer
         self.codec = HFCodec(tokenizer)
         self.batch_size = batch_size
@@ -219,7 +228,7 @@ class DecodeLoop:
         cache = DynamicCache(config=b.model.config)
         mask = mask.to(dev)
         out = b.model(input_ids=ids.to(dev), attention_mask=mask, position_ids=pos.to(dev),
-                      past_key_values=cache, use_cache=True, logits_to_keep=1)
+                      use_cache=True, logits_to_keep=1, **{b.cache_kw: cache})
         return cache, mask, out.logits[:, -1, :]
 
     # -- decoding ----------------------------------------------------------------------------
@@ -282,7 +291,7 @@ class DecodeLoop:
         inp = torch.tensor(feed, dtype=torch.long, device=dev).unsqueeze(1)
         pos = torch.tensor(self.next_pos, dtype=torch.long, device=dev).unsqueeze(1)
         out = self.b.model(input_ids=inp, attention_mask=self.mask, position_ids=pos,
-                           past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+                           use_cache=True, logits_to_keep=1, **{self.b.cache_kw: self.cache})
         self.next_pos = [p + 1 for p in self.next_pos]
         self.logits = out.logits[:, -1, :]
 

@@ -198,8 +198,12 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
         from s1kit.generate import make_backend
 
         backend = make_backend(cfg)
-    judge = _make_judge(cfg)
     samples_path = out_dir / "samples.jsonl"
+    from s1kit.config import guard_resume
+
+    guard_resume(out_dir / "settings.json", _row_settings(cfg, policy),
+                 samples_path.exists() and samples_path.stat().st_size > 0, "output_dir", cfg.output_dir)
+    judge = _make_judge(cfg)
     paths = dict(item.split("=", 1) for item in cfg.data)
     datasets, problems = {}, set()
     try:
@@ -489,6 +493,24 @@ def _read_samples(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             break  # a torn last line from a crash; cut on the next write
     return rows
+
+
+# Fields that choose which rows a run needs or how fast it runs, not what a row holds: a resumed
+# run may change them (problems already done under other budgets simply gain the new points).
+_NOT_ROW_SETTINGS = frozenset({"benchmarks", "data", "limit", "synth_n", "budgets", "waits", "majority_n",
+                               "rejection_budgets", "rejection_max_attempts", "output_dir", "batch_size",
+                               "tensor_parallel_size", "engine_args", "device", "progress", "judge_api_key_env",
+                               "judge_cache", "model", "revision"})
+
+
+def _row_settings(cfg: EvalConfig, policy: BudgetPolicy) -> dict[str, Any]:
+    """What decides a sample row's content: the model's identity, decoding, prompts and grading."""
+    from s1kit.config import model_identity
+
+    swept = {"max_thinking_tokens", "num_ignore"}  # budgets and waits label each row
+    return {**{k: v for k, v in _plain(cfg).items() if k not in _NOT_ROW_SETTINGS},
+            "model": model_identity(cfg.model, cfg.revision),
+            "policy": {k: v for k, v in policy.to_dict().items() if k not in swept}}
 
 
 def _plain(cfg: EvalConfig) -> dict[str, Any]:

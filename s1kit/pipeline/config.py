@@ -44,7 +44,9 @@ class RunConfig:
     base_worked_share: float = field(default=0.8, metadata=_doc(
         "Share of the base corpus written as worked examples (plain documents), the rest direct chat "
         "answers (docs/learnability.md, finding 3). Range: [0, 1]."))
-    base_steps: int = field(default=3000, metadata=_doc("Optimizer steps of the large base's pre-training. Range: >= 1."))
+    base_steps: int = field(default=4500, metadata=_doc(
+        "Optimizer steps of the large base's pre-training (3,000 was at the edge: docs/learnability.md, finding 8). "
+        "Range: >= 1."))
     base_small_steps: int = field(default=1500, metadata=_doc(
         "Optimizer steps of the small base's pre-training (the weaker solver). Range: >= 1."))
     base_lr: float = field(default=1e-2, metadata=_doc("Peak learning rate of base pre-training. Range: (0, 1]."))

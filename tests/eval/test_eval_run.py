@@ -1,6 +1,7 @@
 """`s1kit eval` end to end on the real MATH500 file: samples, results, plot, report, resume."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -68,3 +69,21 @@ def test_eval_sweep_writes_graded_samples_results_plot_and_report(stopping_model
     assert sorted(map(key, resumed)) == sorted(map(key, samples))
     assert {key(s): s["answer_text"] for s in resumed} == {key(s): s["answer_text"] for s in samples}
     assert again["benchmarks"] == results["benchmarks"]
+
+
+def test_resume_with_another_policy_or_model_is_refused(stopping_model, qwen_tokenizer, math500, tmp_path):
+    from s1kit.config import ConfigError
+
+    backend = HFBackend(stopping_model, qwen_tokenizer, batch_size=4)
+    cfg = EvalConfig(model="m", benchmarks=("math500",), data=(f"math500={math500}",), limit=2,
+                     budgets=("8",), output_dir=str(tmp_path), chat_template="chatml", progress=False)
+    policy = BudgetPolicy(max_thinking_tokens=8, max_answer_tokens=4)
+    run_eval(cfg, policy, backend=backend)
+    samples = (tmp_path / "samples.jsonl").read_text()
+    with pytest.raises(ConfigError, match=r"output_dir=.*policy"):  # another answer cap: other rows
+        run_eval(cfg, BudgetPolicy(max_thinking_tokens=8, max_answer_tokens=6), backend=backend)
+    with pytest.raises(ConfigError, match=r"output_dir=.*model"):
+        run_eval(replace(cfg, model="another"), policy, backend=backend)
+    assert (tmp_path / "samples.jsonl").read_text() == samples  # nothing was mixed in
+    more = run_eval(replace(cfg, budgets=("4", "8"), batch_size=2), policy, backend=backend)  # new points are fine
+    assert [p["budget"] for p in more["benchmarks"]["math500"]["points"]] == [4, 8]
