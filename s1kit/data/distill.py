@@ -445,11 +445,16 @@ def run_local_jobs(jobs: list[Job], cfg: DistillConfig, writer: CacheWriter, led
             prompt = cfg.prompt_template.replace("{question}", job.question)
             fh.write(json.dumps({"id": job.key, "prompt": prompt}, ensure_ascii=False) + "\n")
     policy = policy or BudgetPolicy(max_thinking_tokens="auto", temperature=cfg.temperature, top_p=cfg.top_p)
-    gen = GenerateConfig(model=cfg.model, input=str(prompts), output=str(work / "generations.jsonl"),
+    # one generations file per teacher setting: the job keys already tell settings apart, and
+    # run_generate refuses to resume a file made under other settings
+    setting = hashlib.sha256(json.dumps([cfg.model, cfg.system_prompt, policy.to_dict()], sort_keys=True,
+                                        default=str).encode()).hexdigest()[:12]
+    generations = work / f"generations-{setting}.jsonl"
+    gen = GenerateConfig(model=cfg.model, input=str(prompts), output=str(generations),
                          system_prompt=cfg.system_prompt, progress=cfg.progress)
     run_generate(gen, policy, backend=backend)
     by_key = {job.key: job for job in jobs}
-    for out in iter_jsonl(work / "generations.jsonl"):
+    for out in iter_jsonl(generations):
         job = by_key.get(str(out.get("id")))
         if job is None:
             continue

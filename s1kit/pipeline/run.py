@@ -1,6 +1,6 @@
 """The embedded default: the whole s1 pipeline on a CPU, through the real stages.
 
-    s1kit run recipes/tiny.yaml            # ~13 min on 2 cores; the report path is printed
+    s1kit run recipes/tiny.yaml            # ~18 min on 2 cores; the report path is printed
     s1kit run recipes/tiny.yaml --smoke    # a small version in a few minutes (the tests run it)
 
 Stages, each a folder under ``output_dir`` with a ``stage.json`` (parameters, upstream hashes,
