@@ -243,5 +243,6 @@ def test_no_thinking_phase_is_one_plain_point(stopping_model, qwen_tokenizer, tm
         "benchmarks"] == results["benchmarks"]  # resumes: nothing regenerated
     assert _samples(tmp_path) == rows
     with pytest.raises(ConfigError, match="waits"):
-        run_eval(EvalConfig(model="t", benchmarks=("synth:gcd",), synth_n=1, waits=("1",), output_dir=str(tmp_path),
-                            progress=False), BudgetPolicy(max_thinking_tokens=None), backend=backend)
+        run_eval(EvalConfig(model="t", benchmarks=("synth:gcd",), synth_n=1, waits=("1",),
+                            output_dir=str(tmp_path / "other"), progress=False),
+                 BudgetPolicy(max_thinking_tokens=None), backend=backend)
