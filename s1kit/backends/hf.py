@@ -49,7 +49,6 @@ class HFBackend(MachineFactory):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} is invalid: allowed an integer >= 1")
         self.model = model.eval()
-        self.cache_kw = cache_keyword(model)
         self.tokenizer = tokenizer
         self.codec = HFCodec(tokenizer)
         self.batch_size = batch_size
@@ -138,6 +137,7 @@ class DecodeLoop:
     def __init__(self, backend: HFBackend, on_step=None, cancelled: set | None = None, on_finish_kv=None,
                  batch_size: int | None = None):
         self.b = backend
+        self.cache_kw = cache_keyword(backend.model)
         self.batch_size = batch_size or backend.batch_size
         self.on_step = on_step
         self.on_finish_kv = on_finish_kv  # (tag, [(keys, values)] per layer) when a row finishes
@@ -228,7 +228,7 @@ class DecodeLoop:
         cache = DynamicCache(config=b.model.config)
         mask = mask.to(dev)
         out = b.model(input_ids=ids.to(dev), attention_mask=mask, position_ids=pos.to(dev),
-                      use_cache=True, logits_to_keep=1, **{b.cache_kw: cache})
+                      use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})
         return cache, mask, out.logits[:, -1, :]
 
     # -- decoding ----------------------------------------------------------------------------
@@ -291,7 +291,7 @@ class DecodeLoop:
         inp = torch.tensor(feed, dtype=torch.long, device=dev).unsqueeze(1)
         pos = torch.tensor(self.next_pos, dtype=torch.long, device=dev).unsqueeze(1)
         out = self.b.model(input_ids=inp, attention_mask=self.mask, position_ids=pos,
-                           use_cache=True, logits_to_keep=1, **{self.b.cache_kw: self.cache})
+                           use_cache=True, logits_to_keep=1, **{self.cache_kw: self.cache})
         self.next_pos = [p + 1 for p in self.next_pos]
         self.logits = out.logits[:, -1, :]
 

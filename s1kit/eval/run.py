@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from s1kit.config import guard_resume
 from s1kit.forcing import BudgetPolicy
 from s1kit.forcing.validation import ConfigError, check_choice, check_float, check_int
 
@@ -199,8 +200,6 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
 
         backend = make_backend(cfg)
     samples_path = out_dir / "samples.jsonl"
-    from s1kit.config import guard_resume
-
     guard_resume(out_dir / "settings.json", _row_settings(cfg, policy),
                  samples_path.exists() and samples_path.stat().st_size > 0, "output_dir", cfg.output_dir)
     judge = _make_judge(cfg)

@@ -248,7 +248,6 @@ class _LoopBackend:
         self.context_window = backend.context_window
         self.device = backend.device
         self.pad_id = backend.pad_id
-        self.cache_kw = backend.cache_kw
         self.batch_size = batch_size
 
     def machine(self, request: Request) -> BudgetMachine:

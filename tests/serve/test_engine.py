@@ -118,7 +118,6 @@ class _Backend:
     def __init__(self, context_window=None):
         self.model, self.codec, self.tokenizer = _Model(), _FakeHFCodec(), None
         self.context_window, self.device, self.pad_id = context_window, "cpu", 0
-        self.cache_kw = "past_key_values"
 
 
 class _FakeHFCodec(FakeCodec):
