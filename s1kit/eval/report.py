@@ -8,17 +8,18 @@
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
+
+from s1kit.eval.html import Block, Heading, Image, Para, Table, to_html, to_markdown
 
 
 def write_report(results: dict[str, Any], out_dir: Path) -> None:
     plot_scaling(results, out_dir / "scaling.png")
     plot_parallel_vs_sequential(results, out_dir / "parallel_vs_sequential.png")
-    text = markdown(results)
-    (out_dir / "report.md").write_text(text, encoding="utf-8")
-    (out_dir / "report.html").write_text(to_html(text), encoding="utf-8")
+    doc = document(results)
+    (out_dir / "report.md").write_text(to_markdown(doc), encoding="utf-8")
+    (out_dir / "report.html").write_text(to_html(doc), encoding="utf-8")
 
 
 def plot_scaling(results: dict[str, Any], path: Path) -> None:
@@ -89,85 +90,57 @@ def _curves(methods: dict[str, Any]):
         yield "rejection sampling", methods["rejection_sampling"]["points"]
 
 
-def markdown(results: dict[str, Any]) -> str:
-    lines = ["# Evaluation report", "", "![scaling](scaling.png)", "",
-             "![parallel vs sequential](parallel_vs_sequential.png)", ""]
+def document(results: dict[str, Any]) -> list[Block]:
+    """The report's blocks (rendered to Markdown and to the HTML page)."""
+    doc: list[Block] = [Heading("Evaluation report"), Image("scaling.png", "scaling"),
+                        Image("parallel_vs_sequential.png", "parallel vs sequential")]
     for bench, res in sorted(results["benchmarks"].items()):
         source = results.get("datasets", {}).get(bench)
-        lines += [f"## {bench}", ""]
+        doc.append(Heading(bench, 2))
         if source:
-            lines += [f"Data: {source['source']} @ {source['revision']} · {source['rows']} problems · "
-                      f"sha256 {source['sha256'][:12]}", ""]
+            doc.append(Para([f"Data: {source['source']} @ {source['revision']} · {source['rows']} problems · "
+                             f"sha256 {source['sha256'][:12]}"]))
         methods = res.get("methods", {})
-        lines += ["| method | Control % | Scaling (points / 1k thinking tokens) | Performance % |", "|---|---|---|---|"]
+        rows = []
         for m in methods.values():
             scal = m["scaling_per_1k_tokens"]
-            shown = "n/a" if scal is None else f"{100 * scal:.2f}"
-            lines.append(f"| {m['label']} | {100 * m['control']:.1f} | {shown} | {100 * m['performance']:.1f} |")
-        lines.append("")
+            rows.append([m["label"], f"{100 * m['control']:.1f}", "n/a" if scal is None else f"{100 * scal:.2f}",
+                         f"{100 * m['performance']:.1f}"])
+        doc.append(Table(["method", "Control %", "Scaling (points / 1k thinking tokens)", "Performance %"], rows))
         for name, m in methods.items():
-            lines += [f"### {m['label']}", ""] + _METHOD_TABLES[name](m["points"]) + [""]
-    return "\n".join(lines)
+            doc += [Heading(m["label"], 3), _METHOD_TABLES[name](m["points"])]
+    return doc
+
+
+def markdown(results: dict[str, Any]) -> str:
+    return to_markdown(document(results))
 
 
 def _ci(p: dict[str, Any]) -> str:
     return f"{100 * p['accuracy']:.1f} [{100 * p['ci_low']:.1f}, {100 * p['ci_high']:.1f}]"
 
 
-def _budget_forcing_table(points: list[dict[str, Any]]) -> list[str]:
-    lines = ["| budget | waits | n | accuracy % [95% CI] | mean thinking | median | capped % | mean waits "
-             "| unparsable |", "|---|---|---|---|---|---|---|---|---|"]
-    for p in points:
-        lines.append(f"| {p['budget']} | {p['waits']} | {p['n']} | {_ci(p)} | {p['mean_thinking_tokens']:.1f} | "
-                     f"{p['median_thinking_tokens']:.0f} | {100 * p['forced_end_share']:.0f} | "
-                     f"{p['mean_waits']:.2f} | {p['unparsable']} |")
-    return lines
+def _budget_forcing_table(points: list[dict[str, Any]]) -> Table:
+    header = ["budget", "waits", "n", "accuracy % [95% CI]", "mean thinking", "median", "capped %", "mean waits",
+              "unparsable"]
+    return Table(header, [[str(p["budget"]), str(p["waits"]), str(p["n"]), _ci(p), f"{p['mean_thinking_tokens']:.1f}",
+                           f"{p['median_thinking_tokens']:.0f}", f"{100 * p['forced_end_share']:.0f}",
+                           f"{p['mean_waits']:.2f}", str(p["unparsable"])] for p in points])
 
 
-def _majority_table(points: list[dict[str, Any]]) -> list[str]:
-    lines = ["| k | n | maj@k accuracy % [95% CI] | thinking tokens per problem (k samples) | unparsable votes |",
-             "|---|---|---|---|---|"]
-    for p in points:
-        lines.append(f"| {p['k']} | {p['n']} | {_ci(p)} | {p['mean_thinking_tokens']:.1f} | {p['unparsable']} |")
-    return lines
+def _majority_table(points: list[dict[str, Any]]) -> Table:
+    header = ["k", "n", "maj@k accuracy % [95% CI]", "thinking tokens per problem (k samples)", "unparsable votes"]
+    return Table(header, [[str(p["k"]), str(p["n"]), _ci(p), f"{p['mean_thinking_tokens']:.1f}", str(p["unparsable"])]
+                          for p in points])
 
 
-def _rejection_table(points: list[dict[str, Any]]) -> list[str]:
-    lines = ["| budget | n | accuracy % [95% CI] | kept | none fit | mean attempts | max attempts | "
-             "mean thinking (kept) | unparsable |", "|---|---|---|---|---|---|---|---|---|"]
-    for p in points:
-        lines.append(f"| {p['budget']} | {p['n']} | {_ci(p)} | {p['kept']} | {p['none_fit']} | "
-                     f"{p['mean_attempts']:.2f} | {p['max_attempts']} | {p['mean_thinking_tokens']:.1f} | "
-                     f"{p['unparsable']} |")
-    return lines
+def _rejection_table(points: list[dict[str, Any]]) -> Table:
+    header = ["budget", "n", "accuracy % [95% CI]", "kept", "none fit", "mean attempts", "max attempts",
+              "mean thinking (kept)", "unparsable"]
+    return Table(header, [[str(p["budget"]), str(p["n"]), _ci(p), str(p["kept"]), str(p["none_fit"]),
+                           f"{p['mean_attempts']:.2f}", str(p["max_attempts"]), f"{p['mean_thinking_tokens']:.1f}",
+                           str(p["unparsable"])] for p in points])
 
 
 _METHOD_TABLES = {"budget_forcing": _budget_forcing_table, "majority_voting": _majority_table,
                   "rejection_sampling": _rejection_table}
-
-
-def to_html(text: str) -> str:
-    """A self-contained HTML page of the Markdown report (tables, headings, the plot)."""
-    body, table = [], []
-    for line in text.splitlines() + [""]:
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if not set("".join(cells)) <= set("-"):
-                tag = "th" if not table else "td"
-                table.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
-            continue
-        if table:
-            body.append("<table border=1 cellpadding=4>" + "".join(table) + "</table>")
-            table = []
-        if line.startswith("!["):
-            src = line[line.index("(") + 1:line.rindex(")")]
-            body.append(f'<img src="{html.escape(src)}" alt="{html.escape(src)}">')
-        elif line.startswith("### "):
-            body.append(f"<h3>{html.escape(line[4:])}</h3>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line:
-            body.append(f"<p>{html.escape(line)}</p>")
-    return "<!doctype html><meta charset=utf-8><title>s1kit report</title>" + "\n".join(body)

@@ -247,7 +247,7 @@ def markdown(ctx: dict[str, Any], f: dict[str, Any]) -> str:
 
 
 def write_report(ctx: dict[str, Any], out_dir: Path) -> Path:
-    from s1kit.eval.report import to_html
+    from s1kit.eval.html import markdown_to_html
 
     out_dir.mkdir(parents=True, exist_ok=True)
     f = findings(ctx)
@@ -260,5 +260,5 @@ def write_report(ctx: dict[str, Any], out_dir: Path) -> Path:
                                                      "wall_seconds": ctx["wall_seconds"],
                                                      "config": ctx["cfg"].to_dict()}, indent=2, default=float))
     html = out_dir / "report.html"
-    html.write_text(to_html(text), encoding="utf-8")
+    html.write_text(markdown_to_html(text), encoding="utf-8")
     return html

@@ -145,9 +145,10 @@ def _train(cfg: RunConfig, model: str, dataset: str, output_dir: Path, lr: float
     from s1kit.train.sft import run_train
 
     tcfg = TrainConfig(model=model, dataset=dataset, data_format=data_format, output_dir=str(output_dir),
-                       lr=lr, max_steps=max_steps, epochs=epochs, schedule="cosine", warmup_ratio=0.05,
-                       betas=(0.9, 0.95), weight_decay=1e-4, micro_batch=cfg.batch_size, global_batch=cfg.batch_size,
-                       block_size=cfg.block_size, truncate_or_drop="drop", use_cpu=True, seed=cfg.seed,
+                       learning_rate=lr, max_steps=max_steps or -1, num_train_epochs=epochs,
+                       lr_scheduler_type="cosine", warmup_ratio=0.05, adam_beta1=0.9, adam_beta2=0.95,
+                       weight_decay=1e-4, per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=1,
+                       max_length=cfg.block_size, truncate_or_drop="drop", use_cpu=True, seed=cfg.seed,
                        save_steps=0, resume=None, logging_steps=50, report_to="none", chat_template="chatml")
     manifest = run_train(tcfg)
     curve = manifest.get("loss_curve") or []

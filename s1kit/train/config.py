@@ -1,7 +1,12 @@
 """`TrainConfig`: one validated, documented dataclass for the SFT stage (s1's train/sft.py, generalised).
 
     s1kit train --config recipes/s1.1-32b.yaml --dataset data/s1K-1.1.parquet --output-dir ckpts/s1.1
-    cfg = TrainConfig(model="Qwen/Qwen2.5-32B-Instruct", dataset="s1K.jsonl", output_dir="ckpts/s1")
+    cfg = TrainConfig(model="Qwen/Qwen2.5-32B-Instruct", dataset="s1K.jsonl", learning_rate=1e-5,
+                      sft_args={"lr_scheduler_kwargs": {"min_lr_rate": 0.1}})
+
+The optimisation fields carry trl.SFTConfig's names (learning_rate, num_train_epochs,
+per_device_train_batch_size, ...) with s1's values as defaults; any other SFTConfig field goes in
+``sft_args`` (see :mod:`s1kit.train.trl_args`, which also reads a recipe section into this class).
 
 No field names a model family, a Hub organisation or a wandb entity: the chat layout comes from the
 tokenizer's chat template plus ``completion_format``, and the end-of-turn token from the template.
@@ -10,17 +15,19 @@ tokenizer's chat template plus ``completion_format``, and the end-of-turn token 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
 from s1kit.config import ConfigError, check_choice, check_float, check_int
 
-SCHEDULES = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
+# transformers' SchedulerType values (lr_scheduler_kwargs, e.g. min_lr_rate, pass through in sft_args)
+SCHEDULES = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
+             "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+             "warmup_stable_decay", "greedy")
 REPORT_TO = ("none", "wandb", "tensorboard")
 TRUNCATE_OR_DROP = ("truncate", "drop")
 DUPLICATES = ("drop", "keep", "error")
 CHAT_TEMPLATES = ("auto", "chatml")
 DATA_FORMATS = ("s1", "prompt_completion")
 CONDITIONS = ("none", "token", "step", "class")
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -76,28 +83,37 @@ class TrainConfig:
         "Put before the attempt unless the attempt already contains it (stripped), as s1 does."))
     end_of_turn: str | None = field(default=None, metadata=_doc(
         "Token that ends the assistant turn; None: read from the chat template (<|im_end|> for ChatML)."))
-    block_size: int = field(default=32768, metadata=_doc("Maximum tokens per sample (prompt + completion)."))
+    max_length: int = field(default=32768, metadata=_doc("Maximum tokens per sample (prompt + completion)."))
     truncate_or_drop: str = field(default="drop", metadata=_doc(
-        "Samples longer than block_size: 'truncate' (keep the start, as TRL and s1 do) or 'drop'."))
+        "Samples longer than max_length: 'truncate' (keep the start, as TRL and s1 do) or 'drop'."))
     duplicates: str = field(default="drop", metadata=_doc(
         "Rows whose id was already seen: 'drop' (keep the first), 'keep', or 'error'."))
-    # -- optimisation ----------------------------------------------------------------------------
-    epochs: float = field(default=5.0, metadata=_doc("Training epochs."))
-    max_steps: int | None = field(default=None, metadata=_doc("Stop after this many optimizer steps (overrides epochs)."))
-    lr: float = field(default=1e-5, metadata=_doc("Peak learning rate."))
-    schedule: str = field(default="cosine", metadata=_doc("LR schedule after warmup: " + ", ".join(SCHEDULES) + "."))
-    warmup_ratio: float = field(default=0.05, metadata=_doc("Fraction of steps with linear warmup, in [0, 1)."))
-    betas: tuple[float, ...] = field(default=(0.9, 0.95), metadata=_doc("AdamW (beta1, beta2)."))
+    # -- optimisation: trl.SFTConfig's names, s1's values (any other SFTConfig field: sft_args) -------
+    num_train_epochs: float = field(default=5.0, metadata=_doc("Training epochs."))
+    max_steps: int = field(default=-1, metadata=_doc("Stop after this many optimizer steps (overrides "
+                                                      "num_train_epochs); -1: no limit."))
+    learning_rate: float = field(default=1e-5, metadata=_doc("Peak learning rate."))
+    lr_scheduler_type: str = field(default="cosine", metadata=_doc(
+        "LR schedule after warmup: " + ", ".join(SCHEDULES) + "."))
+    warmup_ratio: float = field(default=0.05, metadata=_doc(
+        "Fraction of steps with linear warmup, in [0, 1) (TRL >= 1.16: warmup_steps as a ratio)."))
+    adam_beta1: float = field(default=0.9, metadata=_doc("AdamW beta1, in [0, 1)."))
+    adam_beta2: float = field(default=0.95, metadata=_doc("AdamW beta2, in [0, 1)."))
     weight_decay: float = field(default=1e-4, metadata=_doc("AdamW weight decay."))
     max_grad_norm: float = field(default=1.0, metadata=_doc("Gradient clipping norm; 0 disables."))
-    micro_batch: int = field(default=1, metadata=_doc("Samples per device per forward pass."))
-    grad_accum: int = field(default=1, metadata=_doc("Micro-batches accumulated per optimizer step."))
-    global_batch: int | None = field(default=None, metadata=_doc(
-        "Samples per optimizer step over all devices; when set, grad_accum is derived from it at "
-        "launch (global_batch / (micro_batch * world_size)), so one recipe fits any GPU count."))
+    per_device_train_batch_size: int = field(default=1, metadata=_doc("Samples per device per forward pass."))
+    gradient_accumulation_steps: int = field(default=1, metadata=_doc(
+        "Micro-batches accumulated per optimizer step (global batch = per_device_train_batch_size x "
+        "gradient_accumulation_steps x processes)."))
     bf16: bool = field(default=False, metadata=_doc("bf16 autocast with fp32 master weights (GPU); False: fp32."))
     gradient_checkpointing: bool = field(default=False, metadata=_doc(
         "Recompute activations in the backward pass (not together with FSDP activation checkpointing)."))
+    dtype: str = field(default="float32", metadata=_doc(
+        "Dtype the weights are loaded in (TRL ModelConfig's dtype / torch_dtype): float32 (master "
+        "weights; bf16 then autocasts), bfloat16 or float16 (pure low-precision training)."))
+    sft_args: dict = field(default_factory=dict, metadata={"cli": False, "help": (
+        "Any other trl.SFTConfig field, passed through and validated by TRL (in a recipe: the "
+        "field at the top level of the section; on the command line: --sft-arg KEY=VALUE).")})
     seed: int = field(default=42, metadata=_doc("Seed for initialisation and data order."))
     use_cpu: bool = field(default=False, metadata=_doc("Train on CPU even when a GPU is present."))
     # -- checkpoints, logging, output -------------------------------------------------------------
@@ -134,7 +150,7 @@ class TrainConfig:
         if self.condition != "none" and self.data_format != "s1":
             raise ConfigError("condition", self.condition, "'none' when data_format is prompt_completion")
         self._check_format()
-        check_int("block_size", self.block_size, 8)
+        check_int("max_length", self.max_length, 8)
         check_choice("truncate_or_drop", self.truncate_or_drop, TRUNCATE_OR_DROP)
         check_choice("duplicates", self.duplicates, DUPLICATES)
         self._check_optim()
@@ -151,27 +167,30 @@ class TrainConfig:
             raise ConfigError("end_of_turn", self.end_of_turn, "a non-empty token string or None")
 
     def _check_optim(self) -> None:
-        check_float("epochs", self.epochs, 0.0, 1e6, lo_open=True)
-        if self.max_steps is not None:
-            check_int("max_steps", self.max_steps, 1)
-        check_float("lr", self.lr, 0.0, 1.0, lo_open=True)
-        check_choice("schedule", self.schedule, SCHEDULES)
+        check_float("num_train_epochs", self.num_train_epochs, 0.0, 1e6, lo_open=True)
+        check_int("max_steps", self.max_steps, -1)
+        if self.max_steps == 0:
+            raise ConfigError("max_steps", 0, "-1 (no limit) or an integer >= 1")
+        check_float("learning_rate", self.learning_rate, 0.0, 1.0, lo_open=True)
+        check_choice("lr_scheduler_type", self.lr_scheduler_type, SCHEDULES)
         check_float("warmup_ratio", self.warmup_ratio, 0.0, 0.999)
-        self.betas = _betas(self.betas)
+        check_float("adam_beta1", self.adam_beta1, 0.0, 0.999999)
+        check_float("adam_beta2", self.adam_beta2, 0.0, 0.999999)
         check_float("weight_decay", self.weight_decay, 0.0, 10.0)
         check_float("max_grad_norm", self.max_grad_norm, 0.0, 1e6)
-        check_int("micro_batch", self.micro_batch, 1)
-        check_int("grad_accum", self.grad_accum, 1)
-        if self.global_batch is not None:
-            check_int("global_batch", self.global_batch, 1)
-            if self.grad_accum != 1:
-                raise ConfigError("grad_accum", self.grad_accum, "1 (the default) when global_batch is set")
-            if self.global_batch % self.micro_batch:
-                raise ConfigError("global_batch", self.global_batch, f"a multiple of micro_batch={self.micro_batch}")
+        check_int("per_device_train_batch_size", self.per_device_train_batch_size, 1)
+        check_int("gradient_accumulation_steps", self.gradient_accumulation_steps, 1)
+        check_choice("dtype", self.dtype, DTYPES)
         check_int("seed", self.seed, 0)
+        if not isinstance(self.sft_args, dict):
+            raise ConfigError("sft_args", self.sft_args, "a mapping of trl.SFTConfig field names to values")
+        if self.sft_args:
+            from s1kit.train.trl_args import check_sft_args
+
+            check_sft_args(self.sft_args)
 
     def _check_output(self) -> None:
-        if not self.output_dir:
+        if not isinstance(self.output_dir, str) or not self.output_dir:
             raise ConfigError("output_dir", self.output_dir, "a folder path")
         check_int("save_steps", self.save_steps, 0)
         if self.save_total_limit is not None:
@@ -182,24 +201,3 @@ class TrainConfig:
         check_choice("report_to", self.report_to, REPORT_TO)
         if self.push_to_hub and not self.hub_model_id:
             raise ConfigError("hub_model_id", self.hub_model_id, "'owner/name' when push_to_hub is true")
-
-    def grad_accum_for(self, world_size: int) -> int:
-        """Gradient accumulation steps on ``world_size`` devices (derived from global_batch if set)."""
-        if self.global_batch is None:
-            return self.grad_accum
-        per_step = self.micro_batch * world_size
-        if self.global_batch % per_step:
-            raise ConfigError("global_batch", self.global_batch,
-                              f"a multiple of micro_batch * world_size = {self.micro_batch} * {world_size}")
-        return self.global_batch // per_step
-
-
-def _betas(value: Any) -> tuple[float, float]:
-    allowed = "two numbers (beta1, beta2), each in [0, 1)"
-    try:
-        betas = tuple(float(b) for b in value)
-    except (TypeError, ValueError):
-        raise ConfigError("betas", value, allowed) from None
-    if len(betas) != 2 or any(not 0.0 <= b < 1.0 for b in betas):
-        raise ConfigError("betas", value, allowed)
-    return betas  # type: ignore[return-value]

@@ -292,14 +292,14 @@ def _tokenize(batch, tokenizer: Any, cfg: TrainConfig, report: Report) -> list[E
         if ids[:n] != prompt_ids:
             report.drop("prompt_not_token_prefix", rid)
             continue
-        truncated = len(ids) > cfg.block_size
+        truncated = len(ids) > cfg.max_length
         if truncated and cfg.truncate_or_drop == "drop":
-            report.drop("longer_than_block_size", rid)
+            report.drop("longer_than_max_length", rid)
             continue
-        if n >= cfg.block_size:
-            report.drop("prompt_fills_block_size", rid)
+        if n >= cfg.max_length:
+            report.drop("prompt_fills_max_length", rid)
             continue
-        ids = ids[: cfg.block_size]
+        ids = ids[: cfg.max_length]
         report.truncated += truncated
         report.lengths.append(len(ids))
         report.loss_tokens += len(ids) - n
@@ -315,4 +315,4 @@ def log_report(report: dict[str, Any]) -> None:
     for reason, n in report["dropped"].items():
         log.warning("data: dropped %d rows: %s (first ids: %s)", n, reason, report["dropped_ids"].get(reason, []))
     if report["truncated"]:
-        log.warning("data: truncated %d samples to block_size (their end-of-turn token is cut off)", report["truncated"])
+        log.warning("data: truncated %d samples to max_length (their end-of-turn token is cut off)", report["truncated"])

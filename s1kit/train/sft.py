@@ -28,6 +28,7 @@ from transformers import PrinterCallback, TrainerCallback
 from s1kit.config import ConfigError, to_dict
 from s1kit.train.config import TrainConfig
 from s1kit.train.data import Example, build_examples, load_rows, log_report
+from s1kit.train.trl_args import import_trl, sft_config
 from s1kit.train.inspect import render_inspection, summarize
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def load_tokenizer(cfg: TrainConfig):
 
 
 def load_model(cfg: TrainConfig, tokenizer: Any, end_of_turn: str):
-    """fp32 master weights (bf16 is autocast), with generation stopping at the end-of-turn token."""
+    """Weights in cfg.dtype (float32: master weights, bf16 autocasts), generation stopping at the end-of-turn token."""
     import torch
 
     if cfg.model.startswith("tiny:"):
@@ -90,12 +91,13 @@ def load_model(cfg: TrainConfig, tokenizer: Any, end_of_turn: str):
         head, spec = parse_spec(cfg.model, TINY_KEYS, "model")
         if head != "tiny":
             raise ConfigError("model", cfg.model, "'tiny:KEY=VAL,...' with keys " + ", ".join(TINY_KEYS))
-        model = build_tiny_model(spec, len(tokenizer))
+        model = build_tiny_model(spec, len(tokenizer)).to(getattr(torch, cfg.dtype))
     else:
         from transformers import AutoModelForCausalLM
 
         kwargs = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
-        model = AutoModelForCausalLM.from_pretrained(cfg.model, revision=cfg.revision, dtype=torch.float32, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(cfg.model, revision=cfg.revision, dtype=getattr(torch, cfg.dtype),
+                                                     **kwargs)
     vocab = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > vocab:
         raise ConfigError("tokenizer", cfg.tokenizer or cfg.model, f"a tokenizer of at most {vocab} tokens (the model's embedding)")
@@ -127,39 +129,18 @@ def is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def sft_config(cfg: TrainConfig, world: int | None = None):
-    """TrainConfig -> trl.SFTConfig for ``world`` processes (default: this launch's); every value is
-    explicit, since TRL's own defaults differ from s1's (e.g. gradient checkpointing on)."""
-    trl = _import_trl()
-    accum = cfg.grad_accum_for(world or world_size())
-    return trl.SFTConfig(
-        output_dir=cfg.output_dir, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
-        learning_rate=cfg.lr, lr_scheduler_type=cfg.schedule, warmup_steps=cfg.warmup_ratio,
-        adam_beta1=cfg.betas[0], adam_beta2=cfg.betas[1], weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm, per_device_train_batch_size=cfg.micro_batch,
-        gradient_accumulation_steps=accum, bf16=cfg.bf16, fp16=False, use_cpu=cfg.use_cpu,
-        activation_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed, data_seed=cfg.seed,
-        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
-        save_total_limit=cfg.save_total_limit, save_only_model=False, logging_steps=cfg.logging_steps,
-        report_to=cfg.report_to, run_name=cfg.run_name, push_to_hub=cfg.push_to_hub,
-        hub_model_id=cfg.hub_model_id, hub_strategy="end", max_length=cfg.block_size,
-        dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
-        ddp_find_unused_parameters=False, average_tokens_across_devices=True, disable_tqdm=True,
-    )
-
-
 def build_trainer(cfg: TrainConfig, model: Any, tokenizer: Any, examples: list[Example], args: Any = None):
     """trl.SFTTrainer over pre-tokenized examples (input_ids, labels with -100 outside the loss)."""
-    trl = _import_trl()
+    trl = import_trl()
     from datasets import Dataset
 
     args = args or sft_config(cfg)
     data = Dataset.from_dict({"input_ids": [e.input_ids for e in examples], "labels": [e.labels for e in examples]})
-    steps_per_epoch = -(-len(examples) // (cfg.micro_batch * args.gradient_accumulation_steps * world_size()))
-    log.info("plan: %d samples, world %d x micro-batch %d x accum %d = global batch %d, ~%d steps/epoch, %s",
-             len(examples), world_size(), cfg.micro_batch, args.gradient_accumulation_steps,
-             cfg.micro_batch * args.gradient_accumulation_steps * world_size(), steps_per_epoch,
-             f"max_steps {cfg.max_steps}" if cfg.max_steps else f"{cfg.epochs} epochs")
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size()
+    log.info("plan: %d samples, world %d x per-device batch %d x accum %d = global batch %d, ~%d steps/epoch, %s",
+             len(examples), world_size(), args.per_device_train_batch_size, args.gradient_accumulation_steps,
+             per_step, -(-len(examples) // per_step),
+             f"max_steps {args.max_steps}" if args.max_steps > 0 else f"{args.num_train_epochs} epochs")
     trainer = trl.SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
                              callbacks=[_LogCallback()])
     trainer.remove_callback(PrinterCallback)  # logs go through logging (_LogCallback)
@@ -177,19 +158,10 @@ def _check_collator(trainer: Any, examples: list[Example]) -> None:
                                "limited to the assistant turn (install s1kit[train], TRL >= 1.16)")
 
 
-def _import_trl():
-    try:
-        import trl
-    except ImportError as err:
-        raise ImportError("training needs TRL: pip install 's1kit[train]'") from err
-    return trl
-
-
 def _check_launch(cfg: TrainConfig) -> None:
     if cfg.gradient_checkpointing and os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true":
         raise ConfigError("gradient_checkpointing", True,
                           "false when the accelerate FSDP config turns on fsdp_activation_checkpointing")
-    cfg.grad_accum_for(world_size())  # a global batch that does not split over this world fails now
 
 
 def _check_parallelism(trainer: Any) -> None:

@@ -2,7 +2,7 @@
 # s1kit SFT on 2 nodes x 8 GPUs: one `accelerate launch` per node (FSDP config), rendezvous from SLURM's env.
 # Launch: sbatch scripts/slurm/train_2x8.sh recipes/s1.1-32b.yaml --dataset data/s1K-1.1 --output-dir ckpts/s1.1-32b
 #   other shapes: sbatch --nodes=4 --gpus-per-node=8 scripts/slurm/train_2x8.sh ...  (counts come from SLURM, and
-#   the recipe's global_batch keeps the s1 batch of 16 by changing grad_accum)
+#   keep the s1 batch of 16 with --gradient-accumulation-steps: 16 / (nodes x 8 x per_device_train_batch_size))
 #   env: ACCELERATE_CONFIG (default recipes/accelerate/fsdp-qwen2.yaml), MASTER_PORT (default derived from the job
 #   id), WANDB_ENTITY / WANDB_PROJECT when the recipe reports to wandb. Rerunning the same command resumes
 #   (the recipes set resume: auto).

@@ -60,7 +60,7 @@ def test_output_is_read_by_the_training_data_loader(tmp_path, qwen_tokenizer):
     result = run_curate(cfg(tmp_path))
     for fmt in ("jsonl", "parquet"):
         tcfg = TrainConfig(model="tiny:hidden=64,layers=1,heads=2,kv_heads=2,ffn=128", dataset=result["output"][fmt],
-                           block_size=4096, chat_template="chatml")
+                           max_length=4096, chat_template="chatml")
         rows, bad = load_rows(tcfg)
         examples, report = build_examples(rows, qwen_tokenizer, tcfg, bad)
         assert report["kept"] == 20 and report["dropped_total"] == 0

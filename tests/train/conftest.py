@@ -16,7 +16,7 @@ TINY = "tiny:hidden=64,layers=2,heads=4,kv_heads=2,max_positions=1024,seed=0"
 def tiny_args(output_dir: Path, **over) -> dict:
     """A tiny CPU run on the synthetic arithmetic set (byte-level tokenizer, ~440 tokens a sample)."""
     args = {"model": TINY, "dataset": "synth:arith,n=64,seed=0,digits=3", "output_dir": str(output_dir),
-            "block_size": 512, "micro_batch": 2, "lr": 1e-3, "warmup_ratio": 0.1, "max_steps": 8,
+            "max_length": 512, "per_device_train_batch_size": 2, "learning_rate": 1e-3, "warmup_ratio": 0.1, "max_steps": 8,
             "use_cpu": True, "seed": 0, "logging_steps": 1}
     args.update(over)
     return args

@@ -18,7 +18,7 @@ ROW = {"id": "r0", "question": "How many r in raspberry?",
 
 def s11_cfg(**over) -> TrainConfig:
     return TrainConfig(**{"model": "m", "dataset": "d", "thinking_field": "deepseek_thinking_trajectory",
-                          "attempt_field": "deepseek_attempt", "block_size": 4096, **over})
+                          "attempt_field": "deepseek_attempt", "max_length": 4096, **over})
 
 
 @pytest.mark.parametrize("system", [None, "You are a careful solver."])
@@ -70,18 +70,18 @@ def test_data_checks_count_every_drop(qwen_tokenizer):
             dict(ROW, id="r4", question=None),                            # missing question
             dict(ROW, id="r5", deepseek_thinking_trajectory="word " * 3000),  # longer than the block
             dict(ROW, id="r6")]
-    examples, report = build_examples(rows, qwen_tokenizer, s11_cfg(block_size=512))
+    examples, report = build_examples(rows, qwen_tokenizer, s11_cfg(max_length=512))
     assert [e.id for e in examples] == ["r0", "r6"]
     assert report["dropped"] == {"duplicate_id": 1, "missing_attempt": 1, "empty_thinking": 1,
-                                 "missing_question": 1, "longer_than_block_size": 1}
+                                 "missing_question": 1, "longer_than_max_length": 1}
     assert report["rows_read"] == 7 and report["kept"] == 2 and report["dropped_total"] == 5
-    assert report["duplicate_ids"] == 1 and report["dropped_ids"]["longer_than_block_size"] == ["r5"]
+    assert report["duplicate_ids"] == 1 and report["dropped_ids"]["longer_than_max_length"] == ["r5"]
     assert report["tokens"]["loss"] == sum(len(e.input_ids) - e.prompt_len for e in examples)
 
 
 def test_truncate_keeps_the_start_and_counts(qwen_tokenizer):
     long = dict(ROW, id="long", deepseek_thinking_trajectory="word " * 3000)
-    [ex], report = build_examples([long], qwen_tokenizer, s11_cfg(block_size=256, truncate_or_drop="truncate"))
+    [ex], report = build_examples([long], qwen_tokenizer, s11_cfg(max_length=256, truncate_or_drop="truncate"))
     assert len(ex.input_ids) == 256 and ex.truncated and report["truncated"] == 1
     assert ex.labels[-1] != IGNORE and ex.input_ids[-1] != qwen_tokenizer.convert_tokens_to_ids("<|im_end|>")
 
@@ -121,7 +121,7 @@ def test_list_traces_are_joined_and_read_errors_reported(tmp_path):
     jsonl = tmp_path / "rows.jsonl"
     row = {"question": "q1", "thinking_trajectories": [" step one", "step two "], "attempt": "42"}
     jsonl.write_text(json.dumps(row) + "\n{broken\n")
-    cfg = TrainConfig(model="tiny:", dataset=str(jsonl), thinking_field="thinking_trajectories", block_size=512)
+    cfg = TrainConfig(model="tiny:", dataset=str(jsonl), thinking_field="thinking_trajectories", max_length=512)
     rows, bad = load_rows(cfg)
     [ex], report = build_examples(rows, tok, cfg, bad)
     assert "<|im_start|>think\nstep one\nstep two\n<|im_start|>answer\nAnswer: 42<|im_end|>" == tok.decode(ex.input_ids[ex.prompt_len:])

@@ -20,11 +20,11 @@ from s1kit.train import TrainConfig, run_train  # noqa: E402
 
 
 def test_two_processes_match_one(tmp_path, one_thread):
-    common = {"max_steps": 6, "micro_batch": 1, "global_batch": 4}
-    two = tiny_args(tmp_path / "two", **common)
+    common = {"max_steps": 6, "per_device_train_batch_size": 1}
+    two = tiny_args(tmp_path / "two", gradient_accumulation_steps=2, **common)  # global batch 4 = 2 x 1 x 2
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     run_checked(train_cmd(two, launcher), tmp_path / "two.log")
-    one = run_train(TrainConfig(**tiny_args(tmp_path / "one", **common)))
+    one = run_train(TrainConfig(**tiny_args(tmp_path / "one", gradient_accumulation_steps=4, **common)))
 
     multi = json.loads((tmp_path / "two" / "train_manifest.json").read_text())
     assert multi["world_size"] == 2 and multi["grad_accum"] == 2 and "MULTI_CPU" in multi["distributed_type"]

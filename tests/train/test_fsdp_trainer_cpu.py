@@ -43,10 +43,10 @@ def test_fsdp_trainer_matches_one_process_and_resumes(tmp_path, one_thread):
     load_model(base, tok, "<|im_end|>").save_pretrained(tmp_path / "init")
     tok.save_pretrained(tmp_path / "init")
 
-    common = {"model": str(tmp_path / "init"), "max_steps": 6, "micro_batch": 1, "global_batch": 4}
-    fsdp = tiny_args(tmp_path / "fsdp", save_steps=3, **common)
+    common = {"model": str(tmp_path / "init"), "max_steps": 6, "per_device_train_batch_size": 1}
+    fsdp = tiny_args(tmp_path / "fsdp", save_steps=3, gradient_accumulation_steps=2, **common)
     fsdp_run(fsdp, tmp_path / "fsdp.log", env)
-    one = run_train(TrainConfig(**tiny_args(tmp_path / "one", **common)))
+    one = run_train(TrainConfig(**tiny_args(tmp_path / "one", gradient_accumulation_steps=4, **common)))
 
     multi = json.loads((tmp_path / "fsdp" / "train_manifest.json").read_text())
     assert multi["fsdp"] and "FSDP" in multi["distributed_type"] and multi["world_size"] == 2

@@ -74,7 +74,7 @@ def test_slurm_script_takes_everything_from_the_environment(tmp_path):
     _fake(bin_ / "accelerate", "printf '%s|' \"$@\"; echo\n")
     env = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "SLURM_NNODES": "3", "SLURM_GPUS_ON_NODE": "4",
            "SLURM_JOB_NODELIST": "gpu-node-[7,9]", "SLURM_JOB_ID": "123456"}
-    out = subprocess.run(["bash", str(SLURM), "recipes/s1.1-32b.yaml", "--dataset", "my data", "--lr", "2e-5"],
+    out = subprocess.run(["bash", str(SLURM), "recipes/s1.1-32b.yaml", "--dataset", "my data", "--learning-rate", "2e-5"],
                          cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout.splitlines()
     assert "3 nodes x 4 GPUs = 12 processes, rendezvous gpu-node-7:23456" in out[0]
     for rank, line in enumerate(out[1:]):
@@ -84,7 +84,7 @@ def test_slurm_script_takes_everything_from_the_environment(tmp_path):
         assert (opt["--num_machines"], opt["--num_processes"], opt["--machine_rank"]) == ("3", "12", str(rank))
         assert (opt["--main_process_ip"], opt["--main_process_port"]) == ("gpu-node-7", "23456")
         assert argv[argv.index("-m"):] == ["-m", "s1kit.train", "--config", "recipes/s1.1-32b.yaml",
-                                           "--dataset", "my data", "--lr", "2e-5"]
+                                           "--dataset", "my data", "--learning-rate", "2e-5"]
     assert len(out) == 4
 
 

@@ -19,7 +19,7 @@ def test_short_run_learns_and_saves_a_generate_ready_folder(tmp_path, one_thread
 
     from s1kit.train.sft import load_model, load_tokenizer
 
-    cfg = TrainConfig(**tiny_args(tmp_path / "run", max_steps=12, lr=3e-3))
+    cfg = TrainConfig(**tiny_args(tmp_path / "run", max_steps=12, learning_rate=3e-3))
     tok = load_tokenizer(cfg)
     before = load_model(cfg, tok, "<|im_end|>").state_dict()  # the same seeded init run_train builds
     manifest = run_train(cfg)
