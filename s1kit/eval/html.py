@@ -128,7 +128,8 @@ table{border-collapse:collapse;margin:.8em 0 1.2em;font-size:.92em}
 th,td{border:1px solid #d0d7de;padding:.35em .7em;text-align:left;vertical-align:top}
 th{background:#f6f8fa;font-weight:600}
 tr:nth-child(even) td{background:#fafbfc}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+figure{margin:1em 0}
 img{max-width:100%;height:auto;border:1px solid #eaeef2;margin:.5em 0}
 code{font:.9em ui-monospace,SFMono-Regular,Menlo,monospace;background:#f3f4f6;padding:.1em .3em;border-radius:4px}
 .badge{display:inline-block;padding:.1em .6em;border-radius:1em;font-weight:600;font-size:.9em;white-space:nowrap}
@@ -159,14 +160,19 @@ def _html_inline(parts: Cell) -> str:
     return "".join(out)
 
 
-def _td(cell: Cell) -> str:
-    numeric = isinstance(cell, str) and _NUMERIC.match(cell.strip())
-    return f"<td{' class=num' if numeric else ''}>{_html_inline(cell)}</td>"
+def _numeric_columns(table: Table) -> set[int]:
+    """Columns whose every body cell is a number (right-aligned)."""
+    cols = set(range(len(table.header)))
+    for row in table.rows:
+        cols &= {j for j, c in enumerate(row) if isinstance(c, str) and _NUMERIC.match(c.strip())}
+    return cols if table.rows else set()
 
 
 def html_table(table: Table) -> str:
-    head = "".join(f"<th>{_html_inline(c)}</th>" for c in table.header)
-    body = "\n".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in table.rows)
+    num = _numeric_columns(table)
+    head = "".join(f"<th{' class=num' if j in num else ''}>{_html_inline(c)}</th>" for j, c in enumerate(table.header))
+    body = "\n".join("<tr>" + "".join(f"<td{' class=num' if j in num else ''}>{_html_inline(c)}</td>"
+                                      for j, c in enumerate(row)) + "</tr>" for row in table.rows)
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 

@@ -68,7 +68,7 @@ def plot_parallel_vs_sequential(results: dict[str, Any], path: Path) -> None:
             (line,) = ax.plot(x, [100 * p["accuracy"] for p in pts], marker="o", label=label)
             ax.fill_between(x, [100 * p["ci_low"] for p in pts], [100 * p["ci_high"] for p in pts],
                             alpha=0.15, color=line.get_color())
-        ax.set_title(f"{bench}: parallel vs sequential scaling")
+        ax.set_title(f"{bench}\nparallel vs sequential scaling", fontsize=10)
         ax.set_xlabel("average thinking tokens per problem")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
