@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from s1kit.backends.base import Request
+from s1kit.serve.detok import Delta, _Segment, _StreamState, final_texts  # noqa: F401 (re-exported)
 from s1kit.forcing import (AUTO, BudgetMachine, BudgetPolicy, CompiledPolicy, ConfigError, Phase, PromptTooLong,
                            SequenceResult)
+from s1kit.forcing.machine import Decision
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +41,6 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------
 # events and jobs
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Delta:
-    """New text of a streaming job (either part may be empty)."""
-
-    reasoning: str = ""
-    content: str = ""
 
 
 @dataclass
@@ -126,8 +120,17 @@ class ServeMachine(BudgetMachine):
             banned = banned | self.min_ban
         return banned
 
+    fault: BaseException | None = None
+    """Set when this sequence's own step raised (a bug): it stops and its request alone fails."""
+
     def consume(self, tok: int):
-        decision = super().consume(tok)
+        try:
+            decision = super().consume(tok)
+        except Exception as err:  # one sequence's fault is its own: stop it, keep the batch going
+            log.exception("a sequence's budget machine failed; failing its request only")
+            self.fault = err
+            self.stop("error")
+            return Decision(accept=False)
         self._enforce_limit()
         return decision
 
@@ -139,98 +142,6 @@ class ServeMachine(BudgetMachine):
     def _enforce_limit(self) -> None:
         if self.limit is not None and not self.done and len(self.ids) >= self.limit:
             self.stop("length")
-
-
-# ---------------------------------------------------------------------------------------------
-# texts: final and incremental
-# ---------------------------------------------------------------------------------------------
-
-
-def _thinks(m: BudgetMachine) -> bool:
-    return m.max_thinking is not None
-
-
-def final_texts(m: BudgetMachine, decode: Callable[[Sequence[int]], str], include_stop: bool = False):
-    """(reasoning or None, content, full text) of a finished machine, split as result() splits."""
-    ids = m.ids
-    end = len(ids) if include_stop or m.answer_end is None else m.answer_end
-    full = decode(ids[:end])
-    if not _thinks(m):
-        return None, full, full
-    t_end = m.thinking_end_at if m.thinking_end_at is not None else len(ids)
-    reasoning = decode(ids[:min(t_end, len(ids))])
-    a0 = m.answer_start
-    content = decode(ids[a0:end]) if a0 is not None and a0 < end else ""
-    return reasoning, content, full
-
-
-def _hold(stops) -> int:
-    """Trailing tokens a multi-token stop found at the next step could still remove."""
-    return stops.window - 1 if stops.texts else 0
-
-
-class _Segment:
-    """Incremental detokenization of a growing id list (TGI/vLLM prefix and read offsets)."""
-
-    __slots__ = ("prefix", "read", "text")
-
-    def __init__(self) -> None:
-        self.prefix = 0
-        self.read = 0
-        self.text = ""
-
-    def advance(self, ids: Sequence[int], decode) -> str:
-        if len(ids) <= self.read:
-            return ""
-        prefix_text = decode(ids[self.prefix:self.read])
-        new_text = decode(ids[self.prefix:])
-        if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd") and new_text.startswith(prefix_text):
-            delta = new_text[len(prefix_text):]
-            self.prefix, self.read = self.read, len(ids)
-            self.text += delta
-            return delta
-        return ""
-
-    def finish(self, final: str) -> str:
-        if final.startswith(self.text):
-            delta = final[len(self.text):]
-        else:  # pragma: no cover - the hold-back rules make this unreachable
-            log.warning("streamed text diverged from the final text; sending the rest only")
-            delta = ""
-        self.text = final
-        return delta
-
-
-class _StreamState:
-    """What a streaming job has sent so far: reasoning + content, or one full text."""
-
-    def __init__(self, split: bool):
-        self.split = split
-        self.reasoning = _Segment()
-        self.content = _Segment()
-
-    def step(self, m: BudgetMachine, decode) -> Delta | None:
-        ids = m.ids
-        think_hold = _hold(m.cp.thinking_stops) if m.phase is Phase.THINKING else 0
-        answer_hold = _hold(m.cp.answer_stops) if m.phase is Phase.ANSWERING else 0
-        stable = len(ids) - (think_hold if m.phase is Phase.THINKING else answer_hold)
-        if not self.split or not _thinks(m):
-            d = self.content.advance(ids[:max(0, stable)], decode)
-            return Delta(content=d) if d else None
-        r_end = stable if m.thinking_end_at is None else min(m.thinking_end_at, len(ids))
-        r = self.reasoning.advance(ids[:max(0, r_end)], decode)
-        c = ""
-        a0 = m.answer_start
-        if a0 is not None and a0 < stable:
-            c = self.content.advance(ids[a0:stable], decode)
-        return Delta(r, c) if (r or c) else None
-
-    def finish(self, reasoning: str | None, content: str, full: str) -> Delta | None:
-        if not self.split or reasoning is None:
-            d = self.content.finish(full if not self.split else content)
-            return Delta(content=d) if d else None
-        r, c = self.reasoning.finish(reasoning), self.content.finish(content)
-        return Delta(r, c) if (r or c) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,6 +163,46 @@ class _LoopBackend:
 
     def machine(self, request: Request) -> BudgetMachine:
         return request.meta["machine"]
+
+
+def guarded_loop_class():
+    """DecodeLoop with each row's sampling guarded: when sampling the batch raises, the rows are
+    sampled one by one (their generators rewound first, so seeded results do not change) and a
+    row that still raises is stopped and its request alone fails (``faults[tag]``).
+
+    Built on DecodeLoop's ``_sample()``, ``rows``, ``logits`` and ``cancelled`` (s1kit.backends.hf):
+    no change to the backend itself.
+    """
+    from s1kit.backends.hf import DecodeLoop
+
+    class GuardedDecodeLoop(DecodeLoop):
+        def __init__(self, *args, faults: dict, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.faults = faults
+
+        def _sample(self) -> list[int]:
+            gens = [(r.generator, r.generator.get_state()) for r in self.rows if r.generator is not None]
+            try:
+                return super()._sample()
+            except Exception:
+                for gen, state in gens:
+                    gen.set_state(state)
+            rows, logits, picked = self.rows, self.logits, []
+            try:
+                for k, row in enumerate(rows):
+                    self.rows, self.logits = [row], logits[k:k + 1]
+                    try:
+                        picked += super()._sample()
+                    except Exception as err:
+                        log.exception("sampling failed for one sequence; failing its request only")
+                        self.faults[row.tag] = err
+                        self.cancelled.add(row.tag)
+                        picked.append(0)  # never used: the row stops as cancelled this step
+            finally:
+                self.rows, self.logits = rows, logits
+            return picked
+
+    return GuardedDecodeLoop
 
 
 class EngineService:
@@ -282,6 +233,9 @@ class EngineService:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.crashes = 0
+        self.faults: dict[int, BaseException] = {}  # tag -> the error of a sequence that failed alone
+        self.failed_alone = 0
+        self._score_lock = threading.Lock()
         self.finish_counts: Counter[str] = Counter()  # finish_reason -> sequences (for /health and tests)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -397,11 +351,11 @@ class EngineService:
     def _main(self) -> None:
         import torch
 
-        from s1kit.backends.hf import DecodeLoop
-
+        loop_class = guarded_loop_class()
         with torch.inference_mode():
             while True:
-                loop = DecodeLoop(self._loop_backend, on_step=self._on_step, cancelled=self._cancelled)
+                loop = loop_class(self._loop_backend, on_step=self._on_step, cancelled=self._cancelled,
+                                  faults=self.faults)
                 try:
                     loop.run(self._intake, self._done, more=self._more, wait=self._wait)
                     return
@@ -446,16 +400,20 @@ class EngineService:
             log.exception("streaming delta failed")
             return
         if delta is not None:
+            delta.tokens = len(m.prompt_suffix()) + len(m.ids)
             _emit(job, delta)
 
     def _done(self, tag: int, res: SequenceResult | BaseException) -> None:
         with self._lock:
             job = self._active.pop(tag, None)
             self._cancelled.discard(tag)
+        fault = self.faults.pop(tag, None)
         if job is None:
             return
-        if isinstance(res, BaseException):
-            _emit(job, Failed(res))
+        fault = fault if fault is not None else getattr(job.machine, "fault", None)
+        if isinstance(res, BaseException) or fault is not None:
+            self.failed_alone += 1
+            _emit(job, Failed(fault if fault is not None else res))
         else:
             self._finish(job, res)
 
@@ -473,6 +431,25 @@ class EngineService:
         except Exception as err:  # pragma: no cover
             log.exception("finishing a job failed")
             _emit(job, Failed(err))
+
+    def score(self, ids: Sequence[int], top: int, chunk: int = 256) -> list[tuple[float, list[tuple[int, float]]]]:
+        """Log-probabilities of ids[1:] given what precedes each, with the ``top`` best ids at
+        each position (one forward pass; the LM head applied in chunks to bound memory)."""
+        import torch
+
+        model, dev = self.backend.model, self.backend.device
+        with self._score_lock, torch.inference_mode():
+            x = torch.tensor([list(ids)], dtype=torch.long, device=dev)
+            hidden = model(input_ids=x, output_hidden_states=True, logits_to_keep=1).hidden_states[-1][0, :-1]
+            head, out = model.get_output_embeddings(), []
+            for start in range(0, hidden.shape[0], chunk):
+                lp = torch.log_softmax(head(hidden[start:start + chunk]).float(), dim=-1)
+                nxt = x[0, start + 1:start + 1 + lp.shape[0]]
+                chosen = lp.gather(1, nxt[:, None])[:, 0].tolist()
+                vals, idx = lp.topk(max(1, top), dim=-1)
+                for c, v, i in zip(chosen, vals.tolist(), idx.tolist()):
+                    out.append((c, list(zip(i, v))))
+        return out
 
     def _decoder(self, job: Job) -> Callable[[Sequence[int]], str]:
         if not job.skip_special_tokens:
