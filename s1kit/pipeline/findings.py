@@ -224,25 +224,27 @@ def _vs(d: dict[str, float]) -> str:
 def finding_rows(f: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per finding of the paper checked at this scale: finding, measured, CI, verdict."""
     s = f["scaling"]
-    rows = [_row("control", "budget forcing Control = 100%", f"{100 * f['control']:.1f}%", "", f["control"] >= 0.999),
+    rows = [_row("control", "budget forcing Control = 100%", f"{100 * f['control']:.1f}%", "",
+                 f["control"] >= 0.999),
             _row("scaling", "accuracy rises with the thinking cap (Scaling, points per 1k tokens, CI low > 0)",
                  f"{s['scaling_per_1k']:.1f}", _ci(s), s["ci_low"] > 0)]
     for name, b in f["base"].items():
         d = b["sft_vs_base"]
-        rows.append(_row(f"sft_vs_{name}", f"SFT model above the {name} model at full budget (CI low > 0)", _vs(d), _ci(d),
-                         d["ci_low"] > 0))
+        rows.append(_row(f"sft_vs_{name}", f"SFT model above the {name} model at full budget (CI low > 0)",
+                         _vs(d), _ci(d), d["ci_low"] > 0))
     for sel, a in f["ablations"].items():
         d = a["s1k_vs"]
-        rows.append(_row(f"s1k_vs_{sel}", f"s1K selection vs {sel}-1K (data ablation)", _vs(d) + f", p={d['p_value']:.3f}", _ci(d),
-                         d["ci_low"] > 0, "s1K better" if d["ci_low"] > 0 else f"{sel} better" if d["ci_high"] < 0
-                         else "no significant difference"))
+        verdict = ("s1K better" if d["ci_low"] > 0 else f"{sel} better" if d["ci_high"] < 0
+                   else "no significant difference")
+        rows.append(_row(f"s1k_vs_{sel}", f"s1K selection vs {sel}-1K (data ablation)",
+                         _vs(d) + f", p={d['p_value']:.3f}", _ci(d), d["ci_low"] > 0, verdict))
     rows += _curve_rows(f.get("curve") or {}) + _wait_rows(f.get("waits") or {})
     sp = f.get("sequential_vs_parallel") or {}
     if sp:
         d = sp["bf_vs_mv"]
-        rows.append(_row("bf_vs_mv", f"sequential beats parallel: budget forcing at full ({sp['bf_tokens']:.0f} thinking tokens) "
-                         f">= majority voting over {sp['k']} sample(s) ({sp['mv_tokens']:.0f} tokens)", _vs(d), _ci(d),
-                         d["diff"] >= 0))
+        rows.append(_row("bf_vs_mv", f"sequential beats parallel: budget forcing at full ({sp['bf_tokens']:.0f} "
+                         f"thinking tokens) >= majority voting over {sp['k']} sample(s) ({sp['mv_tokens']:.0f} tokens)",
+                         _vs(d), _ci(d), d["diff"] >= 0))
     return rows
 
 
@@ -250,10 +252,11 @@ def _curve_rows(c: dict[str, Any]) -> list[dict[str, Any]]:
     if not c:
         return []
     lo, prev = c["worst_below_lowest"], c["worst_below_previous"]
-    return [_row("curve_vs_cap0", f"no cap below cap {c['lowest_cap']} (worst: cap {lo['cap']} - cap {lo['vs']})", _vs(lo), _ci(lo),
-                 lo["diff"] >= 0),
-            _row("curve_vs_previous", f"every cap >= the previous cap - {WAIT_TOLERANCE:g} points (worst: cap {prev['cap']} - cap {prev['vs']})",
-                 _vs(prev), _ci(prev), prev["diff"] >= -WAIT_TOLERANCE)]
+    return [_row("curve_vs_cap0", f"no cap below cap {c['lowest_cap']} (worst: cap {lo['cap']} - cap {lo['vs']})",
+                 _vs(lo), _ci(lo), lo["diff"] >= 0),
+            _row("curve_vs_previous", f"every cap >= the previous cap - {WAIT_TOLERANCE:g} points "
+                 f"(worst: cap {prev['cap']} - cap {prev['vs']})", _vs(prev), _ci(prev),
+                 prev["diff"] >= -WAIT_TOLERANCE)]
 
 
 def _wait_rows(waits: dict[str, Any]) -> list[dict[str, Any]]:
@@ -261,14 +264,15 @@ def _wait_rows(waits: dict[str, Any]) -> list[dict[str, Any]]:
     for w, e in waits.items():
         d = e["vs_full"]
         plural = "s" if w != "1" else ""
-        rows.append(_row(f"wait{w}_no_harm", f"full + {w} Wait{plural} >= full - {WAIT_TOLERANCE:g} points (paired)", _vs(d), _ci(d),
-                         d["diff"] >= -WAIT_TOLERANCE))
-        rows.append(_row(f"wait{w}_helps", f"full + {w} Wait{plural} > full (CI low > 0)", _vs(d), _ci(d), d["ci_low"] > 0,
-                         "helps" if d["ci_low"] > 0 else "hurts" if d["ci_high"] < 0 else "no significant difference"))
+        rows.append(_row(f"wait{w}_no_harm", f"full + {w} Wait{plural} >= full - {WAIT_TOLERANCE:g} points (paired)",
+                         _vs(d), _ci(d), d["diff"] >= -WAIT_TOLERANCE))
+        effect = "helps" if d["ci_low"] > 0 else "hurts" if d["ci_high"] < 0 else "no significant difference"
+        rows.append(_row(f"wait{w}_helps", f"full + {w} Wait{plural} > full (CI low > 0)", _vs(d), _ci(d),
+                         d["ci_low"] > 0, effect))
         for name, what in (("kept", "correct answers kept"), ("fixed", "wrong answers fixed")):
             v = e[name]
             rows.append(_row(f"wait{w}_{name}", f"after {w} forced Wait{plural}: share of {what}",
-                             f"{v['share']:.1f}% ({v['count']}/{v['n']})", _ci(v, "ci_low", "ci_high"), None, "measured"))
+                             f"{v['share']:.1f}% ({v['count']}/{v['n']})", _ci(v), None, "measured"))
     return rows
 
 
