@@ -77,6 +77,8 @@ class CurateConfig:
     select_method: str = field(default="s1k", metadata=_doc("s1k, random, diverse, longest or full."))
     n: int = field(default=1000, metadata=_doc("Rows to select."))
     seed: int = field(default=0, metadata=_doc("Selection seed (same seed, same selection)."))
+    select_half_life: float = field(default=1.0, metadata=_doc(
+        "s1k selection: rank weight 2**(-rank / half_life); 1 is s1's. Range: > 0."))
     trace_columns: str = field(default="deepseek", metadata=_doc(
         "Which s1K-1.1 column pair holds the traces: deepseek or gemini."))
     parquet: bool = field(default=True, metadata=_doc("Also write the final set as Parquet."))
@@ -103,6 +105,7 @@ class CurateConfig:
         check_int("solver_batch_size", self.solver_batch_size, 1)
         check_int("solver_max_answer_tokens", self.solver_max_answer_tokens, 1)
         check_int("seed", self.seed, 0)
+        check_float("select_half_life", self.select_half_life, 0.0, 1e9, lo_open=True)
         for stage in self.stages:
             check_choice("stages", stage, STAGES)
         for spec in self.solver_outputs:
@@ -323,7 +326,7 @@ def stage_domains(cfg: CurateConfig, rows: list[Row], ctx: dict[str, Any]) -> St
 def stage_select(cfg: CurateConfig, rows: list[Row], ctx: dict[str, Any]) -> StageResult:
     from s1kit.data.select import select
 
-    kept, log = select(rows, n=cfg.n, seed=cfg.seed, method=cfg.select_method)
+    kept, log = select(rows, n=cfg.n, seed=cfg.seed, method=cfg.select_method, half_life=cfg.select_half_life)
     return StageResult(kept, log, {"method": cfg.select_method, "n": cfg.n, "seed": cfg.seed})
 
 
@@ -341,7 +344,7 @@ def stage_params(cfg: CurateConfig, stage: str, ctx: dict[str, Any]) -> dict[str
         "collect": ("sources",), "decontaminate": ("benchmarks", "ngram"),
         "dedup": ("dedup_threshold", "near_dedup"), "distill": (), "quality": ("quality",),
         "difficulty": ("tokenizer", "solvers", "solver_outputs", "solver_max_thinking_tokens", "solver_max_answer_tokens", "solver_missing"),
-        "domains": ("domains", "domain_default", "llm_model"), "select": ("select_method", "n", "seed"),
+        "domains": ("domains", "domain_default", "llm_model"), "select": ("select_method", "n", "seed", "select_half_life"),
     }[stage]
     full = to_dict(cfg)
     params: dict[str, Any] = {k: full[k] for k in keys}

@@ -7,6 +7,9 @@
 tokens); (b) until ``n`` rows are selected: draw a domain uniformly among domains that still have
 candidates, rank that domain's candidates by ``trace_tokens`` (longest = rank 0), pick one with
 weight ``2**-rank`` and remove it. All randomness comes from one ``random.Random(seed)``.
+``half_life`` (default 1, s1's weights) generalises the weight to ``2**(-rank / half_life)``: a
+pool whose trace lengths are set by problem size alone (the synthetic embedded default) keeps a
+length distribution with a half-life of hundreds of ranks instead of only its longest problems.
 
 Ablations (s1 paper section 5.1): ``random`` (uniform over all rows), ``diverse`` (uniform domain,
 then uniform within it), ``longest`` (the ``n`` longest traces), ``full`` (every row).
@@ -57,8 +60,11 @@ class AutoInclude:
 
 def select(rows: Iterable[Row], n: int = DEFAULT_N, seed: int = 0, method: str = "s1k",
            auto_include: Callable[[Mapping[str, Any]], bool] | None = None,
-           domain_field: str = "domain", length_field: str = "trace_tokens") -> tuple[list[Row], DropLog]:
+           domain_field: str = "domain", length_field: str = "trace_tokens",
+           half_life: float = 1.0) -> tuple[list[Row], DropLog]:
     """Select ``n`` rows by ``method``; returns copies tagged ``selected_by`` and the drop log."""
+    if not half_life > 0:
+        raise ValueError(f"half_life: expected > 0, got {half_life}")
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
     if n < 0:
@@ -69,7 +75,7 @@ def select(rows: Iterable[Row], n: int = DEFAULT_N, seed: int = 0, method: str =
     rng = random.Random(seed)
     if method == "s1k":
         auto_include = auto_include or AutoInclude(length_field=length_field)
-        picks = _select_s1k(rows, n, rng, auto_include, domain_field, length_field)
+        picks = _select_s1k(rows, n, rng, auto_include, domain_field, length_field, half_life)
     elif method == "diverse":
         picks = _draw_by_domain(rows, list(range(len(rows))), n, rng, domain_field, _uniform_pick)
     elif method == "random":
@@ -98,7 +104,7 @@ def _check_unique_ids(rows: Sequence[Row]) -> None:
 
 
 def _select_s1k(rows: Sequence[Row], n: int, rng: random.Random, auto_include: Callable[[Mapping[str, Any]], bool],
-                domain_field: str, length_field: str) -> list[tuple[int, str]]:
+                domain_field: str, length_field: str, half_life: float = 1.0) -> list[tuple[int, str]]:
     if isinstance(auto_include, AutoInclude):
         _warn_missing_correctness(rows, auto_include.correct_field)
     auto = [i for i, r in enumerate(rows) if auto_include(r)]
@@ -109,7 +115,8 @@ def _select_s1k(rows: Sequence[Row], n: int, rng: random.Random, auto_include: C
     # only waste a draw. This is the one place we differ from a literal reading of Algorithm 1.
     rest = _by_length(rows, (i for i in range(len(rows)) if i not in auto_set), length_field)
     picks = [(i, "auto_include") for i in auto]
-    return picks + _draw_by_domain(rows, rest, n - len(picks), rng, domain_field, _length_weighted_pick)
+    pick = _length_weighted_pick if half_life == 1.0 else _half_life_pick(half_life, len(rest))
+    return picks + _draw_by_domain(rows, rest, n - len(picks), rng, domain_field, pick)
 
 
 def _warn_missing_correctness(rows: Sequence[Row], correct_field: str) -> None:
@@ -152,6 +159,17 @@ def _length_weighted_pick(rng: random.Random, size: int) -> int:
     """
     ranks = min(size, _MAX_WEIGHTED_RANKS)
     return rng.choices(range(ranks), cum_weights=_CUM_WEIGHTS[:ranks])[0]
+
+
+def _half_life_pick(half_life: float, size: int) -> Callable[[random.Random, int], int]:
+    """Rank r with probability proportional to ``2**(-r / half_life)`` (one cumulative table)."""
+    ranks = min(size, int(_MAX_WEIGHTED_RANKS * half_life))
+    cum = list(itertools.accumulate(2.0 ** (-r / half_life) for r in range(max(ranks, 1))))
+
+    def pick(rng: random.Random, pool_size: int) -> int:
+        k = min(pool_size, len(cum))
+        return rng.choices(range(k), cum_weights=cum[:k])[0]
+    return pick
 
 
 def _uniform_pick(rng: random.Random, size: int) -> int:

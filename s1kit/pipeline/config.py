@@ -52,6 +52,9 @@ class RunConfig:
     base_lr: float = field(default=1e-2, metadata=_doc("Peak learning rate of base pre-training. Range: (0, 1]."))
     # -- curation -------------------------------------------------------------------------------
     select_n: int = field(default=1000, metadata=_doc("Questions selected for SFT (s1K: 1,000). Range: >= 1."))
+    select_half_life: float = field(default=1.0, metadata=_doc(
+        "s1K selection: a trace's weight is 2**(-rank / half_life) among its domain's, longest first "
+        "(1: s1's; larger keeps a length distribution). Range: > 0."))
     ablations: tuple[str, ...] = field(default=("random",), metadata=_doc(
         "Other selections trained and evaluated against s1K: " + ", ".join(SELECT_ABLATIONS) + "."))
     # -- SFT (s1's schedule, scaled down) ---------------------------------------------------------
@@ -68,6 +71,9 @@ class RunConfig:
         "competition problems its base model mostly fails (AIME, GPQA)."))
     cap_fractions: tuple[float, ...] = field(default=(0.0, 0.25, 0.5, 0.75, 1.0), metadata=_doc(
         "Thinking caps as fractions of the median teacher trace of the selected set."))
+    cap_quantiles: tuple[float, ...] = field(default=(), metadata=_doc(
+        "Thinking caps as quantiles of the selected set's trace lengths (0: cap 0); when set, they "
+        "replace cap_fractions. Range: each in [0, 1]."))
     full_budget_factor: float = field(default=1.5, metadata=_doc(
         "The 'full' cap: this times the longest selected trace (plus 16). Range: (0, 100]."))
     waits: tuple[int, ...] = field(default=(0, 1, 2), metadata=_doc("'Wait' extensions swept at every cap."))
@@ -93,6 +99,10 @@ class RunConfig:
         self.families, self.ablations = tuple(self.families), tuple(self.ablations)
         self.cap_fractions, self.waits = tuple(float(f) for f in self.cap_fractions), tuple(int(w) for w in self.waits)
         self.rejection_fractions = tuple(float(f) for f in self.rejection_fractions)
+        self.cap_quantiles = tuple(float(q) for q in self.cap_quantiles)
+        if any(not 0.0 <= q <= 1.0 for q in self.cap_quantiles):
+            raise ConfigError("cap_quantiles", list(self.cap_quantiles), "quantiles in [0, 1]")
+        check_float("select_half_life", self.select_half_life, 0.0, 1e9, lo_open=True)
         self.eval_levels = tuple(int(lv) for lv in self.eval_levels)
         if not self.eval_levels or any(not 1 <= lv <= 4 for lv in self.eval_levels):
             raise ConfigError("eval_levels", list(self.eval_levels), "one or more integers among 1-4")
@@ -149,7 +159,8 @@ class RunConfig:
                        select_n=min(self.select_n, 40), sft_epochs=min(self.sft_epochs, 1.0),
                        eval_per_family=min(self.eval_per_family, 4), majority_n=min(self.majority_n, 2),
                        rejection_max_attempts=min(self.rejection_max_attempts, 2),
-                       cap_fractions=(0.1, 0.2), full_budget_factor=0.25, waits=self.waits[:2],
+                       cap_fractions=(0.1, 0.2), cap_quantiles=(0.0, 0.1) if self.cap_quantiles else (),
+                       full_budget_factor=0.25, waits=self.waits[:2],
                        rejection_fractions=(0.2,), ablations=self.ablations[:1],
                        base_small=_shrink(self.base_small), base_large=_shrink(self.base_large, seed=1))
 

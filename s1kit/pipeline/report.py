@@ -16,98 +16,8 @@ from typing import Any
 
 import numpy as np
 
-N_BOOT = 2000
-
-
-# ---------------------------------------------------------------------------------------------
-# numbers
-# ---------------------------------------------------------------------------------------------
-
-
-def read_samples(path: str) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def per_problem(samples: list[dict[str, Any]], method: str = "budget_forcing", budget: int | None = None,
-                waits: int = 0) -> dict[str, dict[str, float]]:
-    """{problem id: {'correct': 0/1, 'tokens': thinking tokens}} at one point of one method."""
-    out = {}
-    for s in samples:
-        if s.get("method", "budget_forcing") != method or s.get("waits", 0) != waits:
-            continue
-        if budget is not None and s.get("budget") != budget:
-            continue
-        out[s["id"]] = {"correct": float(bool(s["correct"])), "tokens": float(s.get("thinking_tokens") or 0)}
-    return out
-
-
-def scaling_ci(samples: list[dict[str, Any]], budgets: list[int], seed: int = 0) -> dict[str, float]:
-    """s1's Scaling (accuracy points per 1k thinking tokens, waits=0 budget points) with a 95%
-    bootstrap CI over problems."""
-    from s1kit.eval.metrics import scaling
-
-    tables = [per_problem(samples, budget=b) for b in budgets]
-    ids = sorted(set.intersection(*(set(t) for t in tables)))
-    correct = np.array([[t[i]["correct"] for t in tables] for i in ids])
-    tokens = np.array([[t[i]["tokens"] for t in tables] for i in ids])
-
-    def slope(rows: np.ndarray) -> float | None:
-        pts = list(zip(tokens[rows].mean(0), 100 * correct[rows].mean(0)))
-        merged: dict[float, list[float]] = {}
-        for tok, acc in pts:
-            merged.setdefault(round(float(tok), 6), []).append(float(acc))
-        pts = [(t, float(np.mean(a))) for t, a in merged.items()]
-        return scaling(pts).per_1k_tokens if len(pts) >= 2 else None
-
-    rng = np.random.default_rng(seed)
-    draws = [slope(rng.integers(0, len(ids), len(ids))) for _ in range(N_BOOT)]
-    draws = np.array([d for d in draws if d is not None])
-    point = slope(np.arange(len(ids)))
-    low, high = np.quantile(draws, [0.025, 0.975]) if len(draws) else (float("nan"), float("nan"))
-    return {"scaling_per_1k": point, "ci_low": float(low), "ci_high": float(high), "n_problems": len(ids)}
-
-
-def paired(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Accuracy of a and b on their common problems and the paired bootstrap of a - b (points)."""
-    from s1kit.eval.metrics import paired_bootstrap
-
-    ids = sorted(set(a) & set(b))
-    sa, sb = [a[i]["correct"] for i in ids], [b[i]["correct"] for i in ids]
-    diff = paired_bootstrap(sa, sb, n_boot=N_BOOT, seed=0)
-    return {"n": len(ids), "acc_a": 100 * float(np.mean(sa)), "acc_b": 100 * float(np.mean(sb)),
-            "diff": 100 * diff.mean_diff, "ci_low": 100 * diff.low, "ci_high": 100 * diff.high, "p_value": diff.p_value}
-
-
-def accuracy_ci(table: dict[str, dict[str, float]]) -> dict[str, float]:
-    from s1kit.eval.metrics import bootstrap_ci
-
-    ci = bootstrap_ci([v["correct"] for v in table.values()], n_boot=N_BOOT, seed=0)
-    return {"n": len(table), "acc": 100 * ci.mean, "ci_low": 100 * ci.low, "ci_high": 100 * ci.high}
-
-
-def findings(ctx: dict[str, Any]) -> dict[str, Any]:
-    """Every number the report states, computed from the stages' sample files."""
-    cfg, budgets, evals = ctx["cfg"], ctx["budgets"], ctx["evals"]
-    main = read_samples(evals["s1k"]["samples"])
-    methods = evals["s1k"]["summary"]["methods"]
-    full = per_problem(main, budget=budgets["full"])
-    out: dict[str, Any] = {
-        "control": methods["budget_forcing"]["control"],
-        "scaling": scaling_ci(main, [b for b in budgets["caps"]]),
-        "methods": {name: {"control": m["control"], "scaling_per_1k_tokens": m["scaling_per_1k_tokens"],
-                           "performance": m["performance"]} for name, m in methods.items()},
-        "sft_full": accuracy_ci(full),
-        "base": {}, "ablations": {},
-    }
-    for name in ("base_small", "base_large"):
-        base = per_problem(read_samples(evals[name]["samples"]), budget=None)
-        base = {i: v for i, v in base.items()}
-        out["base"][name] = {**accuracy_ci(base), "sft_vs_base": paired(full, base)}
-    for sel in cfg.ablations:
-        other = per_problem(read_samples(evals[sel]["samples"]), budget=budgets["full"])
-        out["ablations"][sel] = {**accuracy_ci(other), "s1k_vs": paired(full, other)}
-    return out
+from s1kit.pipeline.findings import (N_BOOT, accuracy_ci, finding_rows, findings, paired,  # noqa: F401
+                                     per_problem, read_samples, rows_markdown, scaling_ci)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,22 +106,8 @@ def markdown(ctx: dict[str, Any], f: dict[str, Any]) -> str:
         "" if not cfg.smoke else "\n**Smoke run**: tiny sizes that test the plumbing; the numbers mean nothing.\n",
         "## The paper's findings at this scale",
         "",
-        "| finding | measured | verdict |",
-        "|---|---|---|",
-        f"| budget forcing Control = 100% | {100 * f['control']:.1f}% | {_verdict(f['control'] >= 0.999)} |",
-        f"| accuracy rises with the thinking cap (Scaling > 0, CI excluding 0) | {s['scaling_per_1k']:.1f} points "
-        f"per 1k tokens [{s['ci_low']:.1f}, {s['ci_high']:.1f}] | {_verdict(s['ci_low'] > 0)} |",
+        *rows_markdown(finding_rows(f)),
     ]
-    for name, b in f["base"].items():
-        d = b["sft_vs_base"]
-        lines.append(f"| SFT model above the {name} model at full budget | {d['acc_a']:.1f}% vs {d['acc_b']:.1f}%: "
-                     f"+{d['diff']:.1f} [{d['ci_low']:.1f}, {d['ci_high']:.1f}] | {_verdict(d['ci_low'] > 0)} |")
-    for sel, a in f["ablations"].items():
-        d = a["s1k_vs"]
-        lines.append(f"| s1K selection vs {sel}-1K (data ablation) | {d['acc_a']:.1f}% vs {d['acc_b']:.1f}%: "
-                     f"{d['diff']:+.1f} [{d['ci_low']:.1f}, {d['ci_high']:.1f}], p={d['p_value']:.3f} | "
-                     + ("s1K better" if d["ci_low"] > 0 else "random better" if d["ci_high"] < 0
-                        else "no significant difference") + " |")
     lines += ["", "Differences are in accuracy points with 95% paired bootstrap CIs over problems.", "",
               "## Scaling curve", "", "![scaling](scaling.png)", "",
               "## Control / Scaling / Performance", "",
@@ -255,7 +151,7 @@ def write_report(ctx: dict[str, Any], out_dir: Path) -> Path:
     plot_comparison(f, out_dir / "comparison.png")
     text = markdown(ctx, f)
     (out_dir / "report.md").write_text(text, encoding="utf-8")
-    (out_dir / "report.json").write_text(json.dumps({"findings": f, "budgets": ctx["budgets"],
+    (out_dir / "report.json").write_text(json.dumps({"findings": f, "rows": finding_rows(f), "budgets": ctx["budgets"],
                                                      "stage_seconds": ctx["stage_seconds"],
                                                      "wall_seconds": ctx["wall_seconds"],
                                                      "config": ctx["cfg"].to_dict()}, indent=2, default=float))

@@ -166,7 +166,8 @@ def stage_curate(cfg: RunConfig, pool: dict[str, Any], solvers: list[str], folde
                         quality={"require_teacher_correct": True}, tokenizer="chars", solvers=tuple(solvers),
                         solver_max_thinking_tokens=None, solver_max_answer_tokens=16,
                         solver_batch_size=cfg.eval_batch_size, domains="auto", select_method="s1k",
-                        n=cfg.select_n, seed=cfg.seed, parquet=False, force=True, progress=cfg.progress)
+                        n=cfg.select_n, seed=cfg.seed, select_half_life=cfg.select_half_life, parquet=False,
+                        force=True, progress=cfg.progress)
     run_curate(ccfg)
     funnel_md, _ = curate_report(ccfg)
     outputs = {"s1k": str(folder / "s1k.jsonl"), "funnel_md": funnel_md, "funnel": _funnel_counts(ccfg)}
@@ -197,9 +198,15 @@ def _selection_stats(path: str) -> dict[str, Any]:
     from s1kit.data.rows import iter_jsonl
 
     rows = list(iter_jsonl(path))
-    lengths = [len(r["thinking"]) + 2 for r in rows]  # bytes tokenizer: one token per ASCII character
+    lengths = sorted(len(r["thinking"]) + 2 for r in rows)  # bytes tokenizer: one token per ASCII character
+    texts = [r["thinking"] for r in rows]
     return {"rows": len(rows), "median_trace_tokens": statistics.median(lengths) if lengths else 0,
-            "max_trace_tokens": max(lengths, default=0), "domains": dict(Counter(r.get("domain") for r in rows))}
+            "length_deciles": [lengths[min(len(lengths) - 1, int(q * len(lengths)))] for q in
+                               (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)] if lengths else [],
+            "checks": dict(sorted(Counter(str(t.count("Wait, check:")) for t in texts).items())),
+            "corrected": sum(1 for t in texts if " No:" in t),
+            "max_trace_tokens": max(lengths, default=0), "domains": dict(Counter(r.get("domain") for r in rows)),
+            "lengths": lengths}
 
 
 def stage_sft(cfg: RunConfig, base_model: str, dataset: str, folder: Path) -> dict[str, Any]:
@@ -212,6 +219,9 @@ def budgets_for(cfg: RunConfig, stats: dict[str, Any]) -> dict[str, Any]:
     """Thinking caps as fractions of the selected set's median trace, plus the 'full' cap."""
     median, longest = stats["median_trace_tokens"], stats["max_trace_tokens"]
     caps = sorted({int(round(f * median)) for f in cfg.cap_fractions})
+    if cfg.cap_quantiles:  # caps from the distribution of the selected traces' lengths
+        lengths = stats["lengths"]
+        caps = sorted({0 if q == 0 else lengths[min(len(lengths) - 1, int(q * len(lengths)))] for q in cfg.cap_quantiles})
     # smoke runs cap 'full' below the longest trace: an untrained model thinks until the cap
     full = int(cfg.full_budget_factor * longest) + (0 if cfg.smoke else 16)
     rejection = sorted({max(1, int(round(f * median))) for f in cfg.rejection_fractions})

@@ -31,12 +31,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from s1kit.synth.tasks import Problem, get_family
+# the s1 format's rendering (s1kit.synth.render), imported here for the teacher's callers
+from s1kit.synth.render import (ANSWER, END, THINK, base_corpus, parse_answer, render_direct,  # noqa: F401
+                                render_prompt, render_s1, render_worked)
+from s1kit.synth.verify import check_lines, correction_lines, draw_checks, miscopy, verifies
 
-THINK = "<|im_start|>think"
-ANSWER = "<|im_start|>answer"
-END = "<|im_end|>"
 ANSWER_PREFIX = "Answer: "
 RECHECK = "Wait, let me check that again."
+CORRECTION_RATE = 0.05
+"""Default share of caught mis-copies for the families of s1kit.synth.verify (0 for the others)."""
 
 
 @dataclass
@@ -55,6 +58,8 @@ class Trace:
     checked: bool
     layout: str
     steps: int
+    checks: int = 0
+    """How many self-checks the trace carries (a caught mistake's correcting check included)."""
 
 
 class Tape:
@@ -384,20 +389,22 @@ def _run(problem: Problem, layout: str, fault: int | None, rng: random.Random) -
     return tape, answer
 
 
-def solve(problem: Problem, layout: str | None = None, mistake_rate: float = 0.0, correction_rate: float = 0.0,
-          check_rate: float = 0.5, seed: int = 0) -> Trace:
+def solve(problem: Problem, layout: str | None = None, mistake_rate: float = 0.0,
+          correction_rate: float | None = None, check_rate: float = 0.5, seed: int = 0) -> Trace:
     """The teacher's trace for one problem (deterministic in ``seed`` and ``problem.id``).
 
     Each trace draws one uniform number u: u < mistake_rate -> an uncaught mistake, then
     u < mistake_rate + correction_rate -> a caught one; so the two rates must sum to <= 1.
     """
+    layout = layout or default_layout(problem.family)
+    if correction_rate is None:  # the families whose checks re-read the question catch mis-copies
+        correction_rate = CORRECTION_RATE if verifies(problem.family, layout) else 0.0
     for name, rate in (("mistake_rate", mistake_rate), ("correction_rate", correction_rate),
                        ("check_rate", check_rate)):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name}={rate!r} is invalid: allowed a number in [0, 1]")
     if mistake_rate + correction_rate > 1.0:
         raise ValueError("mistake_rate + correction_rate must be <= 1")
-    layout = layout or default_layout(problem.family)
     if layout not in LAYOUTS[problem.family]:
         raise _bad_layout(problem.family, layout)
     rng = random.Random(f"teacher:{seed}:{problem.id}")
@@ -405,35 +412,68 @@ def solve(problem: Problem, layout: str | None = None, mistake_rate: float = 0.0
     clean, answer = _run(problem, layout, None, rng)
     if answer != problem.answer:
         raise AssertionError(f"teacher got {answer!r} for {problem.id}, want {problem.answer!r}")
+    if verifies(problem.family, layout):
+        return _solve_verified(problem, layout, clean, u, mistake_rate, correction_rate, check_rate, rng)
     lines, mistake, corrected = list(clean.lines), False, False
     if u < mistake_rate + correction_rate and clean.steps:
         caught = u >= mistake_rate
-        order = list(range(clean.steps))
-        rng.shuffle(order)
-        for j in order:  # the first fault that changes the answer (caught faults: any fault)
-            faulty, wrong_answer = _run(problem, layout, j, rng)
-            if faulty.fault_line is None:
-                continue
-            if caught:
-                L = faulty.fault_line
-                lines = clean.lines[:L] + [faulty.lines[L], RECHECK] + clean.lines[L:]
-                corrected = True
-                break
-            if wrong_answer != problem.answer:
-                lines, answer, mistake = list(faulty.lines), wrong_answer, True
-                clean = faulty
-                break
+        faulty, wrong_answer = _fault(problem, layout, clean, rng, caught)
+        if faulty is not None and caught:
+            L = faulty.fault_line
+            lines = clean.lines[:L] + [faulty.lines[L], RECHECK] + clean.lines[L:]
+            corrected = True
+        elif faulty is not None:
+            lines, answer, mistake = list(faulty.lines), wrong_answer, True
+            clean = faulty
     checked = bool(clean.last_check) and rng.random() < check_rate
     if checked:
         # the answer is restated, so that it is on the last line whatever the trace ends with
         lines.append(f"Wait, let me check: {clean.last_check}. Yes, {answer}.")
     return Trace(thinking="\n".join(lines), attempt=ANSWER_PREFIX + answer, answer=answer,
                  correct=answer == problem.answer, mistake=mistake, corrected=corrected, checked=checked,
-                 layout=layout, steps=clean.steps)
+                 layout=layout, steps=clean.steps, checks=int(checked) + int(corrected))
+
+
+def _fault(problem: Problem, layout: str, clean: Tape, rng: random.Random, caught: bool) -> tuple[Tape | None, str]:
+    """A trace with one wrong step: the first in a random order that is visible (and, when not
+    caught, changes the answer); (None, '') when there is none."""
+    order = list(range(clean.steps))
+    rng.shuffle(order)
+    for j in order:
+        faulty, wrong_answer = _run(problem, layout, j, rng)
+        if faulty.fault_line is None:
+            continue
+        if caught or wrong_answer != problem.answer:
+            return faulty, wrong_answer
+    return None, ""
+
+
+def _solve_verified(problem: Problem, layout: str, clean: Tape, u: float, mistake_rate: float,
+                    correction_rate: float, check_rate: float, rng: random.Random) -> Trace:
+    """Zero to two checks that re-read the question (s1kit.synth.verify); a caught mistake is a
+    mis-copy of the question in the first line, corrected by the first check."""
+    n_checks = draw_checks(rng, check_rate)
+    lines, answer, mistake, corrected = list(clean.lines), problem.answer, False, False
+    if u < mistake_rate and clean.steps:
+        faulty, wrong_answer = _fault(problem, layout, clean, rng, caught=False)
+        if faulty is not None:
+            lines, answer, mistake = list(faulty.lines), wrong_answer, True
+    elif u < mistake_rate + correction_rate:
+        bad = miscopy(problem, rng)
+        if bad is not None:
+            tape = Tape(None, rng)
+            TRACERS[problem.family](bad, layout, tape)
+            lines = tape.lines + correction_lines(problem, clean.lines)
+            corrected, n_checks = True, max(n_checks, 1) - 1
+    lines += check_lines(problem, answer, n_checks, own_answer=answer if mistake else None)
+    checks = n_checks + int(corrected)
+    return Trace(thinking="\n".join(lines), attempt=ANSWER_PREFIX + answer, answer=answer,
+                 correct=answer == problem.answer, mistake=mistake, corrected=corrected, checked=checks > 0,
+                 layout=layout, steps=clean.steps, checks=checks)
 
 
 def teacher_rows(problems: Iterable[Problem], layout: str | None = None, mistake_rate: float = 0.0,
-                 correction_rate: float = 0.0, check_rate: float = 0.5, seed: int = 0) -> list[dict[str, Any]]:
+                 correction_rate: float | None = None, check_rate: float = 0.5, seed: int = 0) -> list[dict[str, Any]]:
     """Rows in the common schema (id, question, solution, answer, source, domain, cot_type,
     metadata) plus the teacher fields ``thinking``, ``attempt`` and ``teacher_correct``."""
     rows = []
@@ -444,71 +484,8 @@ def teacher_rows(problems: Iterable[Problem], layout: str | None = None, mistake
             "id": p.id, "question": p.question, "solution": t.thinking, "answer": p.answer,
             "source": f"synth/{p.family}", "domain": fam.domain, "cot_type": "math",
             "metadata": {"difficulty": p.level, "family": p.family, "layout": t.layout, "steps": t.steps,
-                         "mistake": t.mistake, "corrected": t.corrected, "checked": t.checked,
+                         "mistake": t.mistake, "corrected": t.corrected, "checked": t.checked, "checks": t.checks,
                          "teacher_answer": t.answer},
             "thinking": t.thinking, "attempt": t.attempt, "teacher_correct": t.correct,
         })
     return rows
-
-
-# --------------------------------------------------------------------------------------------
-# Rendering in the s1 format
-# --------------------------------------------------------------------------------------------
-
-
-def render_prompt(question: str) -> str:
-    """s1's prompt without a system turn: ``<|im_start|>user\\n{q}<|im_end|>\\n<|im_start|>assistant\\n``."""
-    from s1kit.formats import chatml
-
-    return chatml(question, system=None)
-
-
-def render_s1(question: str, thinking: str, attempt: str) -> tuple[str, str]:
-    """(prompt, completion) as s1's SFT text: thinking, the answer delimiter, the attempt, <|im_end|>.
-
-    Same layout as ``s1kit train``'s default ``completion_format`` with ``answer_prefix``
-    'Answer: ' (the attempt already carries it).
-    """
-    return render_prompt(question), f"{THINK}\n{thinking}\n{ANSWER}\n{attempt}{END}"
-
-
-def render_direct(question: str, attempt: str) -> tuple[str, str]:
-    """(prompt, completion) for a model that answers directly, without a thinking phase."""
-    return render_prompt(question), f"{attempt}{END}"
-
-
-def render_worked(question: str, thinking: str, attempt: str) -> tuple[str, str]:
-    """(prompt, completion) of a *worked example*: a plain document outside the chat format.
-
-    ``"{question}\n"`` then ``"{thinking}\n{attempt}<|im_end|>"``: what a base model's pre-training
-    corpus holds besides direct answers (textbook solutions). No think/answer delimiters and no
-    chat turns, so a base model trained on both still answers a chat prompt directly; SFT then
-    only has to tie the steps it has seen to the s1 thinking format (docs/learnability.md).
-    """
-    return f"{question}\n", f"{thinking}\n{attempt}{END}"
-
-
-def base_corpus(rows: Iterable[dict[str, Any]], worked_share: float = 0.8,
-                seed: int = 0) -> list[tuple[str, str, str]]:
-    """The base model's pre-training corpus from teacher rows: (prompt, completion, kind) triples.
-
-    A seeded shuffle, then the first ``round(worked_share * n)`` rows become worked examples
-    (:func:`render_worked`, kind 'worked') and the rest direct chat answers (:func:`render_direct`,
-    kind 'direct'). 0.8 is the share measured in docs/learnability.md: a 0.13M model pre-trained
-    3 CPU-minutes on it has learned the steps, and 1,000 traces x 5 epochs of SFT then work.
-    """
-    if not 0.0 <= worked_share <= 1.0:
-        raise ValueError(f"worked_share={worked_share!r} is invalid: allowed a number in [0, 1]")
-    pool = list(rows)
-    random.Random(seed).shuffle(pool)
-    k = int(round(worked_share * len(pool)))
-    return ([(*render_worked(r["question"], r["thinking"], r["attempt"]), "worked") for r in pool[:k]]
-            + [(*render_direct(r["question"], r["attempt"]), "direct") for r in pool[k:]])
-
-
-def parse_answer(answer_text: str) -> str:
-    """The answer a model gave: text after the last 'Answer:' (or all of it), whitespace-normalised."""
-    text = answer_text.replace(END, "")
-    if "Answer:" in text:
-        text = text.rsplit("Answer:", 1)[1]
-    return " ".join(text.split())

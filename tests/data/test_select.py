@@ -52,6 +52,21 @@ def test_first_draw_weights_are_two_to_the_minus_rank():
         assert abs(counts[rid] / trials - p) < 0.025, (rid, counts)
 
 
+def test_half_life_spreads_the_length_preference():
+    # half_life 2: weights 2**(-r/2) for ranks 0, 1, 2 -> 1, 0.707, 0.5
+    rows = [make_row(0, "d", 200), make_row(1, "d", 100), make_row(2, "d", 300)]
+    trials = 7000
+    counts = Counter(select(rows, n=1, seed=s, half_life=2.0)[0][0]["id"] for s in range(trials))
+    total = 1 + 2 ** -0.5 + 0.5
+    for rid, w in {"r2": 1, "r0": 2 ** -0.5, "r1": 0.5}.items():
+        assert abs(counts[rid] / trials - w / total) < 0.025, (rid, counts)
+    long_pool = [make_row(i, "d", 10_000 - i) for i in range(3000)]
+    picked = [int(r["id"][1:]) for r in select(long_pool, n=300, seed=0, half_life=500.0)[0]]
+    assert max(picked) > 1000 and sorted(picked) != list(range(300))  # not only the longest 300
+    with pytest.raises(ValueError, match="half_life"):
+        select(rows, n=1, half_life=0)
+
+
 def test_domain_is_drawn_uniformly_not_by_size():
     rows = [make_row(0, "small", 10)] + [make_row(i, "big", 10 * i) for i in range(1, 50)]
     trials = 4000
