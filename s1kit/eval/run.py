@@ -88,9 +88,15 @@ class EvalConfig:
     system_prompt: str | None = field(default=None, metadata=_doc("System turn for chat templates."))
     batch_size: int = field(default=8, metadata=_doc("Sequences decoded together (vllm: its max_num_seqs)."))
     backend: str = field(default="hf", metadata=_doc(
-        "hf (transformers, shared-prefix sweeps, default), vllm (budget forcing inside vLLM, extra: vllm; every "
-        "sweep point is its own request, vLLM's prefix cache shares the prompt) or vllm-multiround (s1's "
-        "multi-round algorithm on vLLM)."))
+        "hf (transformers, shared-prefix sweeps, default), reference (s1's multi-round algorithm, greedy), openai "
+        "(any OpenAI-compatible server: --base-url, --model = the served name, --tokenizer), vllm (budget forcing "
+        "inside vLLM, extra: vllm; every sweep point is its own request, vLLM's prefix cache shares the prompt) or "
+        "vllm-multiround (s1's multi-round algorithm on vLLM)."))
+    base_url: str | None = field(default=None, metadata=_doc("openai backend: the server's root URL."))
+    tokenizer: str | None = field(default=None, metadata=_doc(
+        "openai backend: local tokenizer (folder or Hub id) of the served model."))
+    api_key_env: str | None = field(default=None, metadata=_doc(
+        "openai backend: environment variable holding the API key (never logged or stored)."))
     tensor_parallel_size: int = field(default=1, metadata=_doc("vllm backends: GPUs per model. Range: >= 1."))
     engine_args: tuple[str, ...] = field(default=(), metadata=_doc(
         "vllm backends: more vllm.LLM arguments as key=value, values read as YAML "
@@ -116,7 +122,9 @@ class EvalConfig:
         check_int("batch_size", self.batch_size, 1)
         from s1kit.generate import check_engine_args
 
-        check_choice("backend", self.backend, ("hf", "vllm", "vllm-multiround"))
+        from s1kit.backends import NAMES
+
+        check_choice("backend", self.backend, NAMES)
         check_engine_args(self)
         if self.limit is not None:
             check_int("limit", self.limit, 1)
@@ -222,6 +230,8 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
     results.update(config=_plain(cfg), policy=policy.to_dict(), datasets=datasets,
                    dataset_hashes={k: v["sha256"] for k, v in datasets.items()}, versions=_versions(),
                    grading=_grading_counts(samples))
+    results["backend"] = {"name": cfg.backend, "exact_ids": bool(getattr(backend, "exact_ids", True)),
+                          **backend.stats()}
     if judge is not None:
         results["judge"] = {"model": cfg.judge_model, "when": cfg.judge_when, "http_calls": judge.http_calls,
                             "cache_hits": judge.cache_hits}
@@ -312,7 +322,6 @@ class _Sink:
 
 
 def _run_budget_forcing(cfg, policy, backend, todo, budgets, samples_path, judge) -> None:
-    from s1kit.backends.hf import HFBackend
     from s1kit.eval.sweep import sweep
 
     waits = cfg.wait_list()
@@ -328,7 +337,7 @@ def _run_budget_forcing(cfg, policy, backend, todo, budgets, samples_path, judge
     try:
         for prompt_budget, point_budgets in groups:
             prompts = _prompts(cfg, backend, todo, prompt_budget)
-            run_sweep = sweep if isinstance(backend, HFBackend) else _sweep_independently
+            run_sweep = sweep if backend.prefix_sweep else _sweep_independently  # a capability flag
             run_sweep(backend, prompts, point_budgets, waits, policy, keys=[r["id"] for r in todo],
                       on_point=lambda pt, i, res: sink.write(todo[i], res, method="budget_forcing",
                                                              budget=pt.budget, waits=pt.waits))
@@ -353,8 +362,8 @@ def _sweep_independently(backend, prompts, budgets, waits, policy, keys, on_poin
 def _run_plain(policy, backend, todo, cfg, sink) -> None:
     from s1kit.backends.base import Request
 
-    for start in range(0, len(todo), backend.batch_size):
-        part = todo[start:start + backend.batch_size]
+    for start in range(0, len(todo), backend.max_num_seqs):
+        part = todo[start:start + backend.max_num_seqs]
         prompts = _prompts(cfg, backend, part)
         results = backend.generate([Request(p, policy, key=r["id"]) for p, r in zip(prompts, part)])
         for problem, res in zip(part, results):
@@ -367,7 +376,7 @@ def _run_majority(cfg, policy, backend, todo, budgets, samples_path, judge) -> N
     cap = cfg.majority_budget or max(budgets)
     sampling = policy.replace(temperature=cfg.majority_temperature, max_thinking_tokens=cap, num_ignore=0)
     sink = _Sink(cfg, samples_path, judge, len(todo) * cfg.majority_n, f"majority {todo[0]['benchmark']}")
-    step = max(1, backend.batch_size // cfg.majority_n)  # problems per chunk: rows land on disk as they finish
+    step = max(1, backend.max_num_seqs // cfg.majority_n)  # problems per chunk: rows land on disk as they finish
     try:
         for start in range(0, len(todo), step):
             part = todo[start:start + step]
@@ -387,8 +396,8 @@ def _run_rejection(cfg, policy, backend, todo, budgets, samples_path, judge) -> 
     rbudgets = sorted({int(b) for b in cfg.rejection_budgets})
     sink = _Sink(cfg, samples_path, judge, len(todo) * len(rbudgets), f"rejection {todo[0]['benchmark']}")
     try:
-        for start in range(0, len(todo), backend.batch_size):
-            part = todo[start:start + backend.batch_size]
+        for start in range(0, len(todo), backend.max_num_seqs):
+            part = todo[start:start + backend.max_num_seqs]
             prompts = _prompts(cfg, backend, part)
             for budget in rbudgets:
                 kept = rejection_sampling(backend, prompts, sampling, budget, cfg.rejection_max_attempts,
@@ -415,7 +424,7 @@ def sample_row(problem: dict[str, Any], res, timeout_s: float, judge=None, **fie
     return {**base, "thinking": res.thinking_text, "answer_text": res.answer_text,
             "thinking_tokens": res.thinking_tokens, "answer_tokens": res.answer_tokens,
             "waits_injected": res.waits_injected, "forced_end": res.forced_end,
-            "finish_reason": res.finish_reason, **grade_sample(res.text, problem, timeout_s, judge)}
+            "finish_reason": res.finish_reason, **grade_sample(res.answer_text, problem, timeout_s, judge)}
 
 
 def grade_sample(text: str, problem: dict[str, Any], timeout_s: float, judge=None) -> dict[str, Any]:
@@ -499,7 +508,7 @@ def _read_samples(path: Path) -> list[dict[str, Any]]:
 _NOT_ROW_SETTINGS = frozenset({"benchmarks", "data", "limit", "synth_n", "budgets", "waits", "majority_n",
                                "rejection_budgets", "rejection_max_attempts", "output_dir", "batch_size",
                                "tensor_parallel_size", "engine_args", "device", "progress", "judge_api_key_env",
-                               "judge_cache", "model", "revision"})
+                               "judge_cache", "model", "revision", "base_url", "api_key_env"})
 
 
 def _row_settings(cfg: EvalConfig, policy: BudgetPolicy) -> dict[str, Any]:

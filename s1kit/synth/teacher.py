@@ -30,10 +30,11 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from s1kit.forcing.format import FORMATS
 from s1kit.synth.tasks import Problem, get_family
 
-THINK = "<|im_start|>think"
-ANSWER = "<|im_start|>answer"
+THINK = FORMATS["s1"].start
+ANSWER = FORMATS["s1"].end
 END = "<|im_end|>"
 ANSWER_PREFIX = "Answer: "
 RECHECK = "Wait, let me check that again."
