@@ -57,6 +57,19 @@ class MachineFactory:
         return BudgetMachine(cp, cp.resolve_max_thinking(len(request.prompt_ids), self.context_window))
 
 
+def init_local(backend: Any, model: Any, tokenizer: Any, batch_size: int, context_window: int | None) -> None:
+    """The fields of a backend around an in-process transformers model (hf, reference)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} is invalid: allowed an integer >= 1")
+    backend.model = model.eval()
+    backend.tokenizer = tokenizer
+    backend.codec = HFCodec(tokenizer)
+    backend.batch_size = batch_size
+    backend.context_window = context_window or getattr(model.config, "max_position_embeddings", None)
+    backend.device = next(model.parameters()).device
+    backend.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
 @dataclass
 class Request:
     """One sample to generate: prompt ids plus the policy (per-request policies are allowed)."""

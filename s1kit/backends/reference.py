@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import torch
 
-from s1kit.backends.base import HFCodec, MachineFactory, Request, ResultCallback
+from s1kit.backends.base import MachineFactory, Request, ResultCallback, init_local
 from s1kit.backends.hf.engine import left_pad_batch
 from s1kit.forcing import SequenceResult
 from s1kit.forcing.rounds import Round, run_rounds
@@ -32,14 +32,7 @@ class S1ReferenceBackend(MachineFactory):
     seeded_sampling = False  # greedy only
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, context_window: int | None = None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} is invalid: allowed an integer >= 1")
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.codec = HFCodec(tokenizer)
-        self.batch_size = batch_size
-        self.context_window = context_window or getattr(model.config, "max_position_embeddings", None)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        init_local(self, model, tokenizer, batch_size, context_window)
         self.rounds = 0
 
     @property

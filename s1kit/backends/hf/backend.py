@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from s1kit.backends.base import HFCodec, MachineFactory, Request, RequestFailed, ResultCallback
+from s1kit.backends.base import MachineFactory, Request, RequestFailed, ResultCallback, init_local
 from s1kit.backends.hf.engine import DecodeLoop, default_device, default_dtype
 from s1kit.forcing import SequenceResult
 
@@ -28,15 +28,7 @@ class HFBackend(MachineFactory):
     seeded_sampling = True  # per-sample generators: sampled tokens do not depend on the batch
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, context_window: int | None = None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} is invalid: allowed an integer >= 1")
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.codec = HFCodec(tokenizer)
-        self.batch_size = batch_size
-        self.context_window = context_window or getattr(model.config, "max_position_embeddings", None)
-        self.device = next(model.parameters()).device
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        init_local(self, model, tokenizer, batch_size, context_window)
 
     @property
     def max_num_seqs(self) -> int:
