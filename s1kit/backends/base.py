@@ -1,16 +1,15 @@
-"""What every backend shares: the tokenizer adapter, the request type and the backend interface.
+"""What every backend shares: the tokenizer adapter, the request type, the machine factory.
 
-Stages (eval, data, synth) talk to any backend through :meth:`Backend.generate`, so the same
-stage runs on transformers, vLLM or a remote server.
+The contract itself (the :class:`Backend` protocol) and the registry are in :mod:`s1kit.backends`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
-from s1kit.forcing import BudgetMachine, BudgetPolicy, CompiledPolicy, PromptTooLong, SequenceResult
+from s1kit.forcing.rounds import sample_seed
+from s1kit.forcing import BudgetMachine, BudgetPolicy, CompiledPolicy, PolicyCache, PromptTooLong, SequenceResult
 
 
 class HFCodec:
@@ -36,17 +35,18 @@ class MachineFactory:
     """Builds the budget-forcing machine of a request; mixed into every backend.
 
     Needs ``self.codec`` (HFCodec) and ``self.context_window`` (int or None). Each policy's
-    strings are tokenized once and shared by all sequences that use it.
+    strings are tokenized once and shared by all sequences that use it (a bounded LRU cache).
     """
 
     codec: HFCodec
     context_window: int | None
+    COMPILE_CACHE = 512
 
     def compile(self, policy: BudgetPolicy) -> CompiledPolicy:
-        cache = self.__dict__.setdefault("_compiled", {})
-        if policy not in cache:
-            cache[policy] = CompiledPolicy(policy, self.codec, self.codec.eos_ids())
-        return cache[policy]
+        cache = self.__dict__.get("_compiled")
+        if cache is None or cache.codec is not self.codec:
+            cache = self.__dict__["_compiled"] = PolicyCache(self.codec, self.codec.eos_ids(), self.COMPILE_CACHE)
+        return cache.get(policy)
 
     def machine(self, request: "Request") -> BudgetMachine:
         """A machine for one request; raises PromptTooLong if the prompt leaves no room."""
@@ -55,6 +55,19 @@ class MachineFactory:
         if self.context_window is not None and prompt_len >= self.context_window:
             raise PromptTooLong(prompt_len, self.context_window)
         return BudgetMachine(cp, cp.resolve_max_thinking(len(request.prompt_ids), self.context_window))
+
+
+def init_local(backend: Any, model: Any, tokenizer: Any, batch_size: int, context_window: int | None) -> None:
+    """The fields of a backend around an in-process transformers model (hf, reference)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} is invalid: allowed an integer >= 1")
+    backend.model = model.eval()
+    backend.tokenizer = tokenizer
+    backend.codec = HFCodec(tokenizer)
+    backend.batch_size = batch_size
+    backend.context_window = context_window or getattr(model.config, "max_position_embeddings", None)
+    backend.device = next(model.parameters()).device
+    backend.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 @dataclass
@@ -68,19 +81,24 @@ class Request:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+__all__ = ["HFCodec", "MachineFactory", "Request", "RequestFailed", "ResultCallback", "sample_seed"]
+
 ResultCallback = Callable[[int, SequenceResult], None]
 
 
-class Backend(Protocol):
-    """generate(requests) -> one SequenceResult per request, in order."""
+class RequestFailed(RuntimeError):
+    """Some requests of a generate() call failed; every other request's result was delivered."""
 
-    codec: HFCodec
+    def __init__(self, errors: dict[int, BaseException]):
+        first = min(errors)
+        super().__init__(f"{len(errors)} request(s) failed; request {first}: "
+                         f"{type(errors[first]).__name__}: {errors[first]}")
+        self.errors = errors
 
-    def generate(self, requests: Sequence[Request], on_result: ResultCallback | None = None) -> list[SequenceResult]:
-        ...
-
-
-def sample_seed(seed: int, key: str) -> int:
-    """A per-sample seed from the policy seed and the sample's key (stable across runs)."""
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+    @classmethod
+    def raise_for(cls, errors: dict[int, BaseException]) -> None:
+        if not errors:
+            return
+        if len(errors) == 1:
+            raise next(iter(errors.values()))  # one failure: its own exception (PromptTooLong, ...)
+        raise cls(errors) from errors[min(errors)]

@@ -4,12 +4,14 @@ Every backend (transformers, vLLM, a remote OpenAI-compatible server, s1kit's ow
 the same :class:`BudgetMachine`; backends only feed tokens and apply its decisions.
 """
 
-from s1kit.forcing.machine import (BudgetMachine, CompiledPolicy, Decision, Phase, PromptTooLong,
-                                   SequenceResult, StopSet, TokenCodec, replay_until_closed, simulate)
+from s1kit.forcing.format import FORMATS, ThinkingFormat, get_format
+from s1kit.forcing.machine import (BudgetMachine, CompiledPolicy, Decision, Phase, PolicyCache, PromptTooLong,
+                                   SequenceResult, Step, StopSet, TokenCodec, replay_until_closed, simulate)
 from s1kit.forcing.policy import AUTO, PRESETS, BudgetPolicy
 from s1kit.forcing.validation import ConfigError
 
 __all__ = [
-    "AUTO", "PRESETS", "BudgetMachine", "BudgetPolicy", "CompiledPolicy", "ConfigError", "Decision",
-    "Phase", "PromptTooLong", "SequenceResult", "StopSet", "TokenCodec", "replay_until_closed", "simulate",
+    "AUTO", "FORMATS", "PRESETS", "BudgetMachine", "BudgetPolicy", "CompiledPolicy", "ConfigError", "Decision",
+    "Phase", "PolicyCache", "PromptTooLong", "SequenceResult", "Step", "StopSet", "ThinkingFormat", "TokenCodec",
+    "get_format", "replay_until_closed", "simulate",
 ]

@@ -1,16 +1,14 @@
 """The per-sequence budget-forcing state machine, shared by every backend (pure Python, no torch).
 
-A backend drives one :class:`BudgetMachine` per sequence with this loop::
+Every backend drives one :class:`BudgetMachine` per sequence through its one step::
 
-    while not m.done:
-        if m.has_forced():                  # forced ids are fed like prompt tokens
-            feed(m.pop_forced())
-            continue
-        tok = sample(logits, banned=m.banned_ids())
-        d = m.consume(tok)
-        drop_last_fed(d.rollback)           # the tokens that formed a suppressed stop sequence
-        if d.accept and not m.done:
-            feed(tok)
+    s = m.step(None)                        # after prefill: None if forced ids are pending, else
+    while not s.done:                       #   the id sampled from the last logits
+        drop_last_fed(s.rollback)           # the tokens that formed a suppressed stop sequence
+        feed(s.feed)                        # the accepted sample, or the next forced id
+        s = m.step(sample(logits, banned=m.banned_ids()) if m.needs_sample else None)
+
+(``m.consume``/``m.pop_forced`` are the two halves of the step, for replay and rounds.)
 
 Phases: THINKING -> ANSWERING -> DONE. In THINKING the machine counts model-generated thinking
 tokens; when the model emits a thinking stop sequence it either suppresses it (removes its
@@ -55,6 +53,20 @@ class Decision:
     """Feed the token (False: it was part of a suppressed stop and the forced ids come next)."""
     rollback: int = 0
     """How many already-fed ids to drop from the end of the sequence (KV cache included)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one :meth:`BudgetMachine.step` decided."""
+
+    feed: int | None
+    """The id that enters the sequence now: the accepted sample or the next forced id (None: was done)."""
+    rollback: int = 0
+    """Already-fed ids to drop from the end first (a suppressed multi-token stop)."""
+    done: bool = False
+    """The machine is done after this step (``feed`` was its last id: no need to feed it)."""
+    suppressed: bool = False
+    """The sample was a stop the machine suppressed (``feed`` is then the first forced id)."""
 
 
 class StopSet:
@@ -196,6 +208,25 @@ class BudgetMachine:
             self._floor = len(self.ids)
         return tok
 
+    @property
+    def needs_sample(self) -> bool:
+        """Whether the next step needs a sampled id (False: forced ids are pending, or done)."""
+        return not self.queue and self.phase is not Phase.DONE
+
+    def step(self, sampled: int | None = None) -> Step:
+        """The one driving step every backend calls: ``sampled`` (the id picked from the logits of
+        the last fed id; ignored while forced ids are pending) in, what to feed next out."""
+        if self.phase is Phase.DONE:
+            return Step(None, done=True)
+        if self.queue:
+            return Step(self.pop_forced())
+        if sampled is None:
+            raise RuntimeError("step() needs a sampled id: no forced ids are pending")
+        d = self.consume(sampled)
+        if d.accept:
+            return Step(sampled, done=self.phase is Phase.DONE)
+        return Step(self.pop_forced(), rollback=d.rollback, suppressed=True)
+
     def banned_ids(self) -> frozenset[int]:
         """Ids to mask at the next sampling step (atomic thinking stops, first token of a round)."""
         if self._ban and self.phase is Phase.THINKING:
@@ -336,8 +367,8 @@ def replay_until_closed(machine: BudgetMachine, sampled: Sequence[int]) -> bool:
         return True  # a zero budget closes at once
     for tok in sampled:
         while machine.has_forced():
-            machine.pop_forced()  # ids the recorded run was forced to feed too (ignore strings)
-        machine.consume(tok)
+            machine.step()  # ids the recorded run was forced to feed too (ignore strings)
+        machine.consume(tok)  # the step's sampling half: the close stays queued for the branch
         if machine.phase is not Phase.THINKING:
             return True
     return False
@@ -349,10 +380,38 @@ def simulate(machine: BudgetMachine, next_token: Callable[[list[int], frozenset[
     for _ in range(max_steps):
         if machine.done:
             break
-        if machine.has_forced():
-            machine.pop_forced()
-            continue
-        machine.consume(next_token(list(machine.ids), machine.banned_ids()))
+        machine.step(next_token(list(machine.ids), machine.banned_ids()) if machine.needs_sample else None)
     else:
         machine.stop("length")
     return machine.result()
+
+
+class PolicyCache:
+    """A bounded (LRU) cache of compiled policies for one codec, safe across threads."""
+
+    def __init__(self, codec: TokenCodec, eos_ids: Sequence[int] = (), maxsize: int = 512):
+        import threading
+        from collections import OrderedDict
+
+        if maxsize < 1:
+            raise ConfigError("maxsize", maxsize, "an integer >= 1")
+        self.codec, self.eos_ids, self.maxsize = codec, tuple(eos_ids), maxsize
+        self._items: "OrderedDict[tuple, CompiledPolicy]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, policy: BudgetPolicy, extra_eos: Sequence[int] = ()) -> CompiledPolicy:
+        key = (policy, tuple(extra_eos))
+        with self._lock:
+            cp = self._items.get(key)
+            if cp is not None:
+                self._items.move_to_end(key)
+                return cp
+        cp = CompiledPolicy(policy, self.codec, sorted(set(self.eos_ids) | set(extra_eos)))
+        with self._lock:
+            self._items[key] = cp
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+        return cp
+
+    def __len__(self) -> int:
+        return len(self._items)

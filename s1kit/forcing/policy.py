@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from s1kit.forcing.format import FORMATS, S1, ThinkingFormat
 from s1kit.forcing.validation import ConfigError, check_float, check_int, from_dict
 
 AUTO = "auto"
@@ -47,18 +48,18 @@ class BudgetPolicy:
         "tokenized on its own and appended as ids right after the last generated token: the "
         "generated text is never re-tokenized, so 'Wait' stays id 14190 in Qwen even after a "
         "space. Put a leading space or newline in the string to get ' Wait' or '\\nWait'."))
-    thinking_start: str = field(default="<|im_start|>think", metadata=_doc(
+    thinking_start: str = field(default=S1.start, metadata=_doc(
         "Delimiter appended to the prompt to open thinking (may be empty when the chat template "
         "already opens it)."))
-    thinking_end: str = field(default="<|im_start|>answer", metadata=_doc(
+    thinking_end: str = field(default=S1.end, metadata=_doc(
         "Delimiter that closes thinking, forced after a natural end and at the cap."))
-    thinking_stops: tuple[str, ...] = field(default=("<|im_start|>", "<|im_end|>"), metadata=_doc(
+    thinking_stops: tuple[str, ...] = field(default=S1.thinking_stops, metadata=_doc(
         "Sequences whose generation means 'the model ends thinking'. Multi-token sequences are "
         "allowed and found at any token boundary (also inside merged tokens); the tokens that "
         "form the match are removed before forcing."))
-    answer_stops: tuple[str, ...] = field(default=("<|im_end|>",), metadata=_doc(
+    answer_stops: tuple[str, ...] = field(default=S1.answer_stops, metadata=_doc(
         "Sequences that end the answer (the tokenizer's EOS ids always do too)."))
-    forced_answer_prefix: str = field(default="Final Answer:", metadata=_doc(
+    forced_answer_prefix: str = field(default=S1.answer_prefix, metadata=_doc(
         "Text forced after the end delimiter when the cap ends thinking, as s1: "
         "'[\\n]<thinking_end>\\n<prefix>'. Empty for none."))
     max_answer_tokens: int = field(default=1024, metadata=_doc(
@@ -105,7 +106,8 @@ class BudgetPolicy:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "BudgetPolicy":
-        """A named delimiter preset: 's1' (Qwen ChatML think/answer) or 'r1' (<think> / </think>)."""
+        """A named ThinkingFormat preset: 's1' (Qwen ChatML think/answer), 'r1' (<think> / </think>) or
+        'qwen3' (<think> / </think> in a ChatML turn)."""
         if name not in PRESETS:
             raise ConfigError("preset", name, "one of " + ", ".join(sorted(PRESETS)))
         return cls.from_dict({**PRESETS[name], **overrides})
@@ -117,7 +119,19 @@ class BudgetPolicy:
         out = dataclasses.asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
+    @classmethod
+    def with_format(cls, fmt: ThinkingFormat, **overrides: Any) -> "BudgetPolicy":
+        return cls.from_dict({**fmt.policy_fields(), **overrides})
+
     # -- derived -----------------------------------------------------------------------------
+
+    @property
+    def format(self) -> ThinkingFormat:
+        """The policy's delimiters as a ThinkingFormat (a preset's own, when they are a preset's)."""
+        fmt = ThinkingFormat(start=self.thinking_start, end=self.thinking_end, thinking_stops=self.thinking_stops,
+                             answer_stops=self.answer_stops, answer_prefix=self.forced_answer_prefix)
+        same = [f for f in FORMATS.values() if f.policy_fields() == fmt.policy_fields()]
+        return same[0] if same else fmt
 
     @property
     def thinks(self) -> bool:
@@ -130,15 +144,8 @@ class BudgetPolicy:
         return self.thinking_end + suffix
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "s1": {},
-    "r1": {
-        "thinking_start": "<think>\n",
-        "thinking_end": "</think>",
-        "thinking_stops": ("</think>",),
-        "answer_stops": (),
-    },
-}
+PRESETS: dict[str, dict[str, Any]] = {name: ({} if fmt == S1 else fmt.policy_fields())
+                                      for name, fmt in FORMATS.items()}
 
 
 def _check_strings(name: str, value: Any, allow_empty_tuple: bool) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from s1kit.config import ConfigError, check_choice, check_float, check_int
+from s1kit.forcing.format import FORMATS
 
 # transformers' SchedulerType values (lr_scheduler_kwargs, e.g. min_lr_rate, pass through in sft_args)
 SCHEDULES = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
@@ -76,7 +77,7 @@ class TrainConfig:
         "with a warning if it has none); chatml: always ChatML."))
     system_prompt: str | None = field(default=None, metadata=_doc(
         "System turn; None keeps the chat template's default (Qwen2.5 adds its own)."))
-    completion_format: str = field(default="<|im_start|>think\n{thinking}\n<|im_start|>answer\n{answer}", metadata=_doc(
+    completion_format: str = field(default=FORMATS["s1"].completion_template, metadata=_doc(
         "The assistant turn, with {thinking} and {answer} placeholders; the end-of-turn token is "
         "appended. Every token of it carries loss. R1 style: '<think>\\n{thinking}\\n</think>\\n\\n{answer}'."))
     answer_prefix: str = field(default="Answer: ", metadata=_doc(

@@ -16,6 +16,7 @@ import pytest
 
 from s1kit.backends.hf import HFBackend
 from s1kit.eval import grade as grader
+from s1kit.eval import verification
 from s1kit.eval.run import EvalConfig, grade_sample, run_eval
 from s1kit.forcing import BudgetPolicy
 
@@ -35,10 +36,10 @@ PROBLEM = {"benchmark": "t", "id": "p1", "kind": "math", "answer": "\\frac{1}{2}
 
 def test_grader_overrun_and_worker_crash_are_recorded_with_reasons(monkeypatch):
     pytest.importorskip("math_verify")
-    monkeypatch.setattr(grader, "_symbolic_verdict", _sleepy_verdict)
+    monkeypatch.setattr(verification, "_symbolic_verdict", _sleepy_verdict)
     slow = grade_sample("Answer: $0.5$", PROBLEM, timeout_s=0.5)
     assert (slow["correct"], slow["grade_tier"]) == (False, "timeout") and "worker killed" in slow["grade_reason"]
-    monkeypatch.setattr(grader, "_symbolic_verdict", _dying_verdict)
+    monkeypatch.setattr(verification, "_symbolic_verdict", _dying_verdict)
     dead = grade_sample("Answer: $0.5$", PROBLEM, timeout_s=5.0)
     assert (dead["correct"], dead["grade_tier"]) == (False, "error") and "died" in dead["grade_reason"]
     monkeypatch.undo()

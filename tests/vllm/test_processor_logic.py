@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from s1kit.backends.base import HFCodec, Request, sample_seed
-from s1kit.backends.hf import _sample_row
+from s1kit.backends.sampling import sample_row as _sample_row
 from s1kit.backends.vllm import (ARG_KEY, ARG_POLICY, ARG_UID, BudgetForcingLogitsProcessor, ReplayError, VLLMBackend,
                                  forcing_sampling_kwargs, pop_traces, replay, sentinel_candidates, stop_sentinel)
 from s1kit.forcing import BudgetMachine, BudgetPolicy, ConfigError, PromptTooLong, simulate
@@ -58,7 +58,7 @@ def one_thread():
 @pytest.fixture()
 def fake_params(monkeypatch):
     """The driver builds FakeParams instead of vllm.SamplingParams."""
-    import s1kit.backends.vllm as mod
+    import s1kit.backends.vllm.driver as mod
 
     monkeypatch.setattr(mod, "_sampling_params", lambda **kw: FakeParams(**kw))
 

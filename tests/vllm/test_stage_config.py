@@ -51,9 +51,18 @@ def test_stage_configs_take_the_vllm_backends(cls):
         cls(backend="sglang")
 
 
-def test_eval_has_no_reference_backend():
-    with pytest.raises(ConfigError, match="backend"):
-        EvalConfig(model="m", benchmarks=("synth",), backend="reference")
+def test_eval_takes_every_registered_backend_and_openai_needs_its_fields():
+    from s1kit.backends import NAMES
+
+    for name in NAMES:
+        extra = {"base_url": "http://127.0.0.1:8000", "tokenizer": "tok"} if name == "openai" else {}
+        assert EvalConfig(model="m", benchmarks=("synth",), backend=name, **extra).backend == name
+    with pytest.raises(ConfigError, match="base_url"):
+        EvalConfig(model="m", benchmarks=("synth",), backend="openai", tokenizer="tok")
+    with pytest.raises(ConfigError, match="tokenizer"):
+        GenerateConfig(model="m", prompt=("hi",), backend="openai", base_url="http://127.0.0.1:8000")
+    with pytest.raises(ConfigError, match="base_url"):
+        GenerateConfig(model="m", prompt=("hi",), backend="hf", base_url="http://127.0.0.1:8000")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")

