@@ -22,6 +22,24 @@ import sys
 
 from s1kit.config import ConfigError, add_dataclass_arguments, load_yaml, resolve
 
+# The top-level keys a verb's recipe may hold; any other is an error listing these.
+VERB_SECTIONS = {"generate": ("generate", "policy", "preset"), "eval": ("eval", "policy", "preset"),
+                 "serve": ("serve",), "train": ("train",), "curate": ("curate", "distill"),
+                 "distill": ("distill",), "run": ("run",), "demo": ()}
+
+
+class Parser(argparse.ArgumentParser):
+    """No prefix matching of flags (``--max-thinking 5`` is an error, not --max-thinking-tokens),
+    and every usage error is one line ``s1kit: error: …`` with exit status 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"s1kit: error: {message} (see: {self.prog} --help)\n")
+        raise SystemExit(2)
+
 
 def _policy_stage_parser(sub, verb: str, help_text: str, config_cls, section: str, func) -> None:
     """A verb whose flags are a stage config plus the BudgetPolicy, with an optional YAML recipe."""
@@ -48,7 +66,7 @@ def _generate_parser(sub) -> None:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from s1kit.generate import GenerateConfig, run_generate
 
-    recipe = load_yaml(args.config) if args.config else {}
+    recipe = load_yaml(args.config, VERB_SECTIONS["generate"]) if args.config else {}
     cfg = resolve(GenerateConfig, args, recipe, "generate")
     manifest = run_generate(cfg, _policy(args, recipe))
     logging.getLogger("s1kit").info("wrote %s", cfg.output)
@@ -66,7 +84,7 @@ def _eval_parser(sub) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from s1kit.eval.run import EvalConfig, run_eval
 
-    recipe = load_yaml(args.config) if args.config else {}
+    recipe = load_yaml(args.config, VERB_SECTIONS["eval"]) if args.config else {}
     cfg = resolve(EvalConfig, args, recipe, "eval")
     results = run_eval(cfg, _policy(args, recipe))
     sys.stdout.write(json.dumps({b: {"performance": r["performance"], "control": r["control"],
@@ -80,9 +98,14 @@ def _policy(args: argparse.Namespace, recipe: dict):
     """The policy: preset, then the recipe's 'policy:' section, then flags."""
     from s1kit.forcing import BudgetPolicy
 
+    from s1kit.config import check_finite
+
     preset = getattr(args, "preset", None) or recipe.get("preset", "s1")
+    if preset not in ("s1", "r1"):
+        raise ConfigError("preset", preset, "one of 's1', 'r1'")
     values = {**BudgetPolicy.preset(preset).to_dict(), **(recipe.get("policy") or {})}
     values.update({k: v for k, v in vars(args).items() if k in values})
+    check_finite(values, "policy")
     return BudgetPolicy.from_dict(values)
 
 
@@ -98,7 +121,7 @@ def _serve_parser(sub) -> None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from s1kit.serve.app import ServeConfig, run_serve
 
-    recipe = load_yaml(args.config) if args.config else {}
+    recipe = load_yaml(args.config, VERB_SECTIONS["serve"]) if args.config else {}
     run_serve(resolve(ServeConfig, args, recipe, "serve"))
     return 0
 
@@ -124,7 +147,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s1kit", description="s1: simple test-time scaling, as a toolkit")
+    parser = Parser(prog="s1kit", description="s1: simple test-time scaling, as a toolkit")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     sub = parser.add_subparsers(dest="verb", required=True)
     _demo_parser(sub)
@@ -148,10 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        _check_recipe(args)
         return args.func(args)
     except ConfigError as err:
-        parser.error(str(err))
+        sys.stderr.write(f"s1kit: error: {err}\n")
     return 2
+
+
+def _check_recipe(args: argparse.Namespace) -> None:
+    """The recipe file and its sections, before any stage starts (a second read is cheap)."""
+    path = getattr(args, "config", None) or (getattr(args, "recipe", None) if args.verb == "run" else None)
+    if path:
+        load_yaml(path, VERB_SECTIONS.get(args.verb))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
+import os
 import types
 import typing
 from pathlib import Path
@@ -26,13 +28,55 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML recipe into a dict (an empty file gives an empty dict)."""
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+def load_yaml(path: str | Path, sections: Sequence[str] | None = None) -> dict[str, Any]:
+    """Read a YAML recipe into a dict (an empty file gives an empty dict).
+
+    Every problem is a :class:`ConfigError` naming the file: missing, a directory, not UTF-8, a
+    YAML syntax error (with line and column; tabs included), a top level that is not a mapping,
+    and, with ``sections``, a top-level key that is not one of them or a section that is not a
+    mapping (``policy: 5``)."""
+    check_input_file("config", path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError("config", str(path), f"a UTF-8 YAML file (invalid byte at offset {err.start})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError("config", str(path), f"valid YAML ({_yaml_problem(err)})") from None
     if not isinstance(data, dict):
         raise ConfigError("config", str(path), "a YAML file whose top level is a mapping")
+    if sections is not None:
+        check_sections(path, data, sections)
     return data
+
+
+def _yaml_problem(err: Exception) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + problem
+
+
+# A top-level recipe key that is a value rather than a section.
+_SCALAR_KEYS = frozenset({"preset"})
+
+
+def check_sections(path: str | Path, recipe: dict[str, Any], sections: Sequence[str]) -> None:
+    """Unknown sections (``generat:``) are errors listing the known ones; a section is a mapping."""
+    known = sorted(sections)
+    for key, value in recipe.items():
+        if key not in sections:
+            raise ConfigError(str(key), value if not isinstance(value, dict) else "{…}",
+                              f"a known section of {path}: {', '.join(known)}")
+        if key not in _SCALAR_KEYS and value is not None and not isinstance(value, dict):
+            raise ConfigError(str(key), value, f"a mapping of field names to values (the '{key}:' section of {path})")
+
+
+def check_finite(values: dict[str, Any], where: str = "") -> None:
+    """NaN and infinities are never a valid setting."""
+    for key, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}.{key}" if where else key, value, "a finite number (not NaN or infinity)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +122,7 @@ def _cli_type(hint: Any):
     if int in args:
         return _parse_int_or_none if type(None) in typing.get_args(hint) else int
     if float in args:
-        return float
+        return _parse_float
     return _parse_str_or_none if type(None) in typing.get_args(hint) else str
 
 
@@ -104,6 +148,16 @@ def _int_or_str(text: str) -> int | str | None:
         return text
 
 
+def _parse_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _parse_int_or_none(text: str) -> int | None:
     return None if text.lower() == "none" else int(text)
 
@@ -119,8 +173,11 @@ def resolve(cls: type[T], namespace: argparse.Namespace, recipe: dict[str, Any] 
     values: dict[str, Any] = {}
     if recipe:
         block = recipe.get(section, {}) if section else recipe
+        if block is not None and not isinstance(block, dict):
+            raise ConfigError(section or "config", block, "a mapping of field names to values")
         values.update(block or {})
     values.update({k: v for k, v in vars(namespace).items() if k in names})
+    check_finite(values, section or "")
     return from_dict(cls, values, where=section or "")
 
 
@@ -131,40 +188,69 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# resumable outputs
+# files and folders: checked before any model is loaded
 # ---------------------------------------------------------------------------------------------
 
 
-def guard_resume(record: str | Path, settings: dict[str, Any], has_rows: bool, field: str, value: Any) -> None:
-    """Refuse to resume an output whose rows were made under other settings; record this run's.
-
-    A resumable stage appends to its output and skips the rows already there. Rows from another
-    model, policy or seed would be mixed into the results without a trace, so the settings that
-    decide a row are kept beside the output (``record``) and compared on every resume; a change
-    is a :class:`ConfigError` naming the settings that differ and ``field`` (the output option).
-    """
-    record = Path(record)
-    settings = json.loads(json.dumps(settings, sort_keys=True, default=str))
-    if has_rows and record.exists():
-        old = json.loads(record.read_text())
-        changed = sorted(k for k in old.keys() | settings.keys() if old.get(k) != settings.get(k))
-        if changed:
-            raise ConfigError(field, value, f"a new output, or the settings its rows were made with: it holds "
-                                            f"rows made with another {', '.join(changed)} ({record}); choose "
-                                            f"another {field} or delete the old output")
-    elif has_rows:
-        log.warning("%s has rows but no record of their settings (%s): resuming without a check", value, record.name)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(settings, indent=2, sort_keys=True))
+def check_input_file(field: str, path: str | Path) -> None:
+    """An existing, readable regular file (ConfigError naming the field and what is wrong)."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(field, str(path), "an existing file (it does not exist)")
+    if p.is_dir():
+        raise ConfigError(field, str(path), "a file (it is a directory)")
+    if not os.access(p, os.R_OK):
+        raise ConfigError(field, str(path), "a readable file (permission denied)")
 
 
-def model_identity(model: str, revision: str | None = None) -> dict[str, Any]:
-    """What identifies a model's weights for :func:`guard_resume`: the id and revision, and for a
-    local folder the size and modification time of its files (a retrained model in the same folder
-    differs; hashing the weights of a 32B model would take minutes)."""
-    path = Path(model)
-    files = {}
-    if path.is_dir():
-        files = {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(path.iterdir())
-                 if f.is_file() and f.suffix in {".safetensors", ".bin", ".json", ".model"}}
-    return {"model": model, "revision": revision, "files": files}
+def check_output_file(field: str, path: str | Path) -> None:
+    """A file that can be created or appended to: not a directory, no file among its parents."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(field, str(path), "a file path (it is a directory)")
+    _check_parents(field, p)
+
+
+def check_output_dir(field: str, path: str | Path) -> None:
+    """A folder that exists or can be created (not a file, no file among its parents)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(field, str(path), "a folder (it is a file)")
+    _check_parents(field, p)
+
+
+def _check_parents(field: str, p: Path) -> None:
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(field, str(p), f"a path inside a folder ({parent} is a file)")
+            return
+
+
+def looks_local(model: str) -> bool:
+    """A model given as a path (./m, ../m, /abs/m, ~/m, C:\\m, m.gguf) rather than a Hub id."""
+    return (model.startswith(("./", "../", "/", "~", ".\\", "..\\")) or model in (".", "..")
+            or model.endswith(".gguf") or Path(model).expanduser().exists()
+            or (len(model) > 1 and model[1] == ":") or model.count("/") > 1)
+
+
+def check_model_path(field: str, model: str) -> None:
+    """A local model folder (with a config.json or weights) or GGUF file; a Hub id (org/name that
+    is not a local path) is left to the loader."""
+    if not looks_local(model):
+        return
+    p = Path(model).expanduser()
+    if not p.exists():
+        raise ConfigError(field, model, "an existing model folder or a Hub id (the folder does not exist)")
+    if p.is_file():
+        if p.suffix == ".gguf":
+            return
+        raise ConfigError(field, model, "a model folder or a .gguf file (it is a file)")
+    if not any(p.iterdir()):
+        raise ConfigError(field, model, "a model folder with config.json and weights (the folder is empty)")
+    if not (p / "config.json").exists() and not any(p.glob("*.gguf")):
+        raise ConfigError(field, model, "a model folder with config.json (there is none)")
+
+
+# resumable outputs: the settings check lives in s1kit.stagecache (re-exported here)
+from s1kit.stagecache import guard_resume, model_identity  # noqa: E402,F401

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from s1kit.config import guard_resume
+from s1kit.config import check_input_file, check_model_path, check_output_file
 from s1kit.forcing import BudgetPolicy, PromptTooLong, SequenceResult
 from s1kit.forcing.validation import ConfigError, check_choice, check_int
+from s1kit.io import JsonlAppender, JsonlScan, scan_jsonl, write_json_atomic
+from s1kit.stagecache import check_resume, model_identity, record_settings, stage_settings
 
 log = logging.getLogger(__name__)
 PROMPT_FIELDS = ("prompt", "question", "problem")
@@ -98,8 +99,13 @@ def read_prompts(cfg: GenerateConfig) -> Iterator[PromptRow]:
         for i, text in enumerate(cfg.prompt):
             yield _prompt_row(str(i), text, {"prompt": text})
         return
-    with open(cfg.input, encoding="utf-8") as fh:  # type: ignore[arg-type]
-        for lineno, line in enumerate(fh, start=1):
+    with open(cfg.input, "rb") as fh:  # type: ignore[arg-type]
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield PromptRow(f"line-{lineno}", None, {}, skip=f"invalid UTF-8: byte {err.start}")
+                continue
             if not line.strip():
                 continue
             try:
@@ -124,41 +130,18 @@ def _prompt_row(rid: str, text: Any, row: dict[str, Any]) -> PromptRow:
     return PromptRow(rid, text, row)
 
 
-def load_done(path: Path) -> set[tuple[str, int]]:
-    """(id, sample) pairs already written; a torn last line from a crash is cut off."""
-    if not path.exists():
-        return set()
-    done: set[tuple[str, int]] = set()
-    good_bytes = 0
-    with open(path, "rb") as fh:
-        for raw in fh:
-            try:
-                row = json.loads(raw)
-                done.add((str(row["id"]), int(row["sample"])))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                break  # only a crash mid-write leaves a bad line, and only as the last one
-            good_bytes += len(raw)
-    if good_bytes < path.stat().st_size:
-        log.warning("cutting a torn line off the end of %s", path)
-        with open(path, "r+b") as fh:
-            fh.truncate(good_bytes)
-    return done
+def _row_key(row: dict[str, Any]) -> tuple[str, int]:
+    return str(row["id"]), int(row["sample"])
 
 
-class RowWriter:
-    """Appends one JSON row per line and flushes it to disk at once."""
+def load_done(path: Path) -> tuple[set[tuple[str, int]], JsonlScan]:
+    """(id, sample) pairs already written, and the scan of the output (see :mod:`s1kit.io`:
+    nothing is changed on disk until the caller repairs it)."""
+    scan = scan_jsonl(path, check=_row_key)
+    return {_row_key(r) for r in scan.rows}, scan
 
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = open(path, "a", encoding="utf-8")
 
-    def write(self, row: dict[str, Any]) -> None:
-        self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-
-    def close(self) -> None:
-        self.fh.close()
+RowWriter = JsonlAppender  # one row per line, flushed and fsynced
 
 
 def result_row(p: PromptRow, sample: int, prompt_text: str, res: SequenceResult) -> dict[str, Any]:
@@ -220,55 +203,86 @@ def make_backend(cfg):
     return create(cfg.backend, **{k: getattr(cfg, k, None) for k in BACKEND_FIELDS if k in takes})
 
 
+def check_paths(cfg: GenerateConfig) -> None:
+    """Every file and folder the run needs, checked before any model is loaded (ConfigError)."""
+    if cfg.backend == "openai":  # the server holds the model; the tokenizer is local
+        check_model_path("tokenizer", cfg.tokenizer or "")
+    else:
+        check_model_path("model", cfg.model)
+    if cfg.input:
+        check_input_file("input", cfg.input)
+    check_output_file("output", cfg.output)
+
+
+def open_output(out_path: Path, settings: dict[str, Any], field_name: str) -> tuple[set, JsonlScan, dict]:
+    """Scan the output and check its settings record; reads only (a refusal changes nothing)."""
+    done, scan = load_done(out_path)
+    checked = check_resume(str(out_path) + ".settings.json", settings, bool(scan.rows or scan.bad or scan.torn),
+                           field_name, str(out_path))
+    return done, scan, checked
+
+
 def run_generate(cfg: GenerateConfig, policy: BudgetPolicy, backend=None) -> dict[str, Any]:
     """Generate every pending (row, sample) and return the run's counts (also in the manifest)."""
-    from s1kit.backends.base import Request
-    from s1kit.formats import render_prompt
-
     if cfg.num_samples > 1 and policy.temperature == 0:
         raise ConfigError("num_samples", cfg.num_samples, "1 with greedy decoding (set temperature > 0)")
+    check_paths(cfg)
     started = time.time()
-    backend = backend or make_backend(cfg)
     out_path = Path(cfg.output)
-    done = load_done(out_path)
-    guard_resume(str(out_path) + ".settings.json", _row_settings(cfg, policy), bool(done), "output", cfg.output)
+    done, scan, settings = open_output(out_path, _row_settings(cfg, policy), "output")
+    backend = backend or make_backend(cfg)
+    record_settings(str(out_path) + ".settings.json", settings)
+    quarantined = scan.quarantined()
+    scan.repair()
     writer = RowWriter(out_path)
-    counts = {"rows": 0, "already_done": 0, "generated": 0, "skipped": 0}
-    skip_reasons: dict[str, int] = {}
-    pending: list[tuple[PromptRow, int, str, Any]] = []
     try:
-        for p in _limited(read_prompts(cfg), cfg.limit):
-            counts["rows"] += 1
-            prompt_text = None if p.skip else render_prompt(backend.tokenizer, p.prompt, cfg.chat_template, cfg.system_prompt)
-            for s in range(cfg.num_samples):
-                if (p.id, s) in done:
-                    counts["already_done"] += 1
-                    continue
-                if p.skip is None:
-                    req = Request(backend.tokenizer.encode(prompt_text, add_special_tokens=False), policy, key=f"{p.id}#{s}")
-                    too_long = _too_long(backend, req)
-                    if too_long:
-                        p = PromptRow(p.id, p.prompt, p.row, skip=f"prompt too long: {too_long}")
-                if p.skip is not None:
-                    writer.write(skipped_row(p, s))
-                    counts["skipped"] += 1
-                    reason = p.skip.split(":")[0]
-                    skip_reasons[reason] = skip_reasons.get(reason, 0) + 1
-                    log.warning("skipped %s: %s", p.id, p.skip)
-                    continue
-                pending.append((p, s, prompt_text, req))
-        _generate_pending(backend, pending, writer, cfg.progress)
-        counts["generated"] = len(pending)
+        counts, skip_reasons = _write_rows(cfg, policy, backend, done, writer)
     finally:
         writer.close()
+    if counts["rows"] == 0:
+        log.warning("%s holds no prompts: 0 rows to generate", cfg.input)
     manifest = _manifest(cfg, policy, counts, skip_reasons, time.time() - started)
     manifest["backend"] = {"name": cfg.backend, "exact_ids": bool(getattr(backend, "exact_ids", True)),
                            **backend.stats()}
-    Path(str(out_path) + ".manifest.json").write_text(json.dumps(manifest, indent=2))
+    manifest["quarantined"] = quarantined
+    write_json_atomic(str(out_path) + ".manifest.json", manifest)
     return manifest
 
 
-# Fields that choose which rows to make or how fast, not what a row holds (see config.guard_resume).
+def _write_rows(cfg: GenerateConfig, policy: BudgetPolicy, backend, done, writer) -> tuple[dict, dict]:
+    """Write skipped rows at once and generate the rest; returns (counts, skip reasons)."""
+    from s1kit.backends.base import Request
+    from s1kit.formats import render_prompt
+
+    counts = {"rows": 0, "already_done": 0, "generated": 0, "skipped": 0}
+    skip_reasons: dict[str, int] = {}
+    pending: list[tuple[PromptRow, int, str, Any]] = []
+    for p in _limited(read_prompts(cfg), cfg.limit):
+        counts["rows"] += 1
+        prompt_text = None if p.skip else render_prompt(backend.tokenizer, p.prompt, cfg.chat_template, cfg.system_prompt)
+        for s in range(cfg.num_samples):
+            if (p.id, s) in done:
+                counts["already_done"] += 1
+                continue
+            if p.skip is None:
+                req = Request(backend.tokenizer.encode(prompt_text, add_special_tokens=False), policy, key=f"{p.id}#{s}")
+                too_long = _too_long(backend, req)
+                if too_long:
+                    p = PromptRow(p.id, p.prompt, p.row, skip=f"prompt too long: {too_long}")
+            if p.skip is not None:
+                writer.write(skipped_row(p, s))
+                counts["skipped"] += 1
+                reason = p.skip.split(":")[0]
+                skip_reasons[reason] = skip_reasons.get(reason, 0) + 1
+                log.warning("skipped %s: %s", p.id, p.skip)
+                continue
+            pending.append((p, s, prompt_text, req))
+    _generate_pending(backend, pending, writer, cfg.progress)
+    counts["generated"] = len(pending)
+    return counts, skip_reasons
+
+
+# Fields that choose which rows to make or how fast, not what a row holds (see s1kit.stagecache).
 _NOT_ROW_SETTINGS = frozenset({"input", "prompt", "limit", "output", "num_samples", "batch_size",
                                "tensor_parallel_size", "engine_args", "device", "progress", "model", "revision",
                                "base_url", "api_key_env"})
@@ -276,10 +290,8 @@ _NOT_ROW_SETTINGS = frozenset({"input", "prompt", "limit", "output", "num_sample
 
 def _row_settings(cfg: GenerateConfig, policy: BudgetPolicy) -> dict[str, Any]:
     """What decides a generated row's content: the model's identity, the policy, the prompt format."""
-    from s1kit.config import model_identity, to_dict
-
-    return {**{k: v for k, v in to_dict(cfg).items() if k not in _NOT_ROW_SETTINGS},
-            "model": model_identity(cfg.model, cfg.revision), "policy": policy.to_dict()}
+    return stage_settings(cfg, _NOT_ROW_SETTINGS, model=model_identity(cfg.model, cfg.revision),
+                          policy=policy.to_dict())
 
 
 def _too_long(backend, req) -> str | None:

@@ -42,10 +42,11 @@ from typing import Any, Iterable, Mapping
 
 from s1kit.data.rows import Row, iter_jsonl
 from s1kit.forcing.validation import ConfigError, check_choice, check_float, check_int
+from s1kit.http import Retry, RetriesExhausted, apost_json, async_client
+from s1kit.io import JsonlAppender, scan_jsonl, write_json_atomic, write_jsonl_atomic
 
 logger = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 THINK_BLOCK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.DOTALL)
 
 
@@ -121,11 +122,19 @@ class DistillConfig:
 # ---------------------------------------------------------------------------------------------
 
 
+# Fields that do not change the teacher's answer: where rows come from and go, how the server is
+# reached, paced and paid, and the dry-run estimate. Every other field is part of the cache key.
+NOT_ANSWER_FIELDS = ("input", "output", "base_url", "api_key_env", "samples", "concurrency", "max_retries",
+                     "backoff_s", "backoff_max_s", "timeout_s", "price_input_per_1m", "price_output_per_1m",
+                     "dry_run", "dry_run_output_tokens", "chars_per_token", "question_field", "limit", "progress")
+
+
 def cache_key(question: str, cfg: DistillConfig, sample: int) -> str:
-    """sha256 over everything that changes the teacher's answer (never the API key or URL)."""
-    parts = {"question": question, "model": cfg.model, "teacher": cfg.teacher, "decoding": cfg.decoding(),
-             "prompt_template": cfg.prompt_template, "system_prompt": cfg.system_prompt, "sample": sample}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    """sha256 over the whole config minus :data:`NOT_ANSWER_FIELDS` (never the API key or URL),
+    the question and the sample index (s1kit.stagecache)."""
+    from s1kit.stagecache import settings_key, stage_settings
+
+    return settings_key(stage_settings(cfg, NOT_ANSWER_FIELDS, question=question, sample=sample))
 
 
 def cache_path(output: str | Path) -> Path:
@@ -133,44 +142,21 @@ def cache_path(output: str | Path) -> Path:
     return output.with_name(output.name + ".cache.jsonl")
 
 
-def load_cache(path: Path) -> dict[str, dict[str, Any]]:
-    """key -> cached record; a torn last line (a crash mid-write) is cut off the file."""
-    if not path.exists():
-        return {}
+def load_cache(path: Path) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """key -> cached record, and the lines set aside (s1kit.io: a torn last line is cut, a lost
+    final newline restored, a malformed line anywhere is quarantined and the later records kept)."""
+    scan = scan_jsonl(path, check=lambda rec: str(rec["key"]))
+    quarantined = scan.quarantined()
+    scan.repair()
     records: dict[str, dict[str, Any]] = {}
-    good_bytes = 0
-    with open(path, "rb") as fh:
-        for raw in fh:
-            try:
-                rec = json.loads(raw)
-                key = rec["key"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                break  # only a crash mid-write leaves a bad line, and only as the last one
-            if not raw.endswith(b"\n"):
-                break  # complete JSON but no newline: the next append would glue onto it
-            records.setdefault(key, rec)
-            good_bytes += len(raw)
-    if good_bytes < path.stat().st_size:
-        logger.warning("distill: cutting a torn line off the end of %s", path)
-        with open(path, "r+b") as fh:
-            fh.truncate(good_bytes)
-    return records
+    for rec in scan.rows:
+        records.setdefault(rec["key"], rec)
+    return records, quarantined
 
 
-class CacheWriter:
+def CacheWriter(path: Path) -> JsonlAppender:
     """Appends one record per line, flushed and fsynced, so a kill loses at most what is in flight."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = open(path, "a", encoding="utf-8")
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        self.fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-
-    def close(self) -> None:
-        self.fh.close()
+    return JsonlAppender(path, sort_keys=True)
 
 
 @dataclass
@@ -219,7 +205,11 @@ def read_questions(cfg: DistillConfig) -> tuple[list[Row], dict[str, int]]:
     """Input rows with a question, and counts of rows that cannot be asked (never silent)."""
     rows: list[Row] = []
     bad: dict[str, int] = {}
-    for rec in iter_jsonl(cfg.input):
+    try:
+        records = list(iter_jsonl(cfg.input))
+    except (ValueError, UnicodeDecodeError) as err:  # a bad line of the input is the user's to fix
+        raise ConfigError("input", cfg.input, f"a JSONL file of question rows ({err})") from None
+    for rec in records:
         if cfg.limit is not None and len(rows) >= cfg.limit:
             break
         q = rec.get(cfg.question_field) if isinstance(rec, dict) else None
@@ -314,20 +304,6 @@ def usage_of(usage: Any) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-class Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
-        super().__init__(reason)
-        self.reason, self.retry_after = reason, retry_after
-
-
-def _httpx():
-    try:
-        import httpx
-    except ImportError as err:
-        raise ImportError("distillation from an API needs httpx: pip install 's1kit[data]'") from err
-    return httpx
-
-
 def api_key(cfg: DistillConfig) -> str | None:
     """The key from the named environment variable (None when unnamed or unset)."""
     if not cfg.api_key_env:
@@ -338,62 +314,41 @@ def api_key(cfg: DistillConfig) -> str | None:
     return key or None
 
 
-def backoff_delay(attempt: int, cfg: DistillConfig, rng: random.Random, retry_after: float | None = None) -> float:
-    """Exponential backoff with full jitter in [half, whole] of the step; Retry-After wins if longer."""
-    step = min(cfg.backoff_max_s, cfg.backoff_s * 2 ** attempt)
-    delay = step * (0.5 + 0.5 * rng.random())
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, cfg.backoff_max_s))
-    return delay
+def retry_of(cfg: DistillConfig) -> Retry:
+    return Retry(cfg.max_retries, cfg.backoff_s, cfg.backoff_max_s)
 
 
-async def ask_once(client: Any, cfg: DistillConfig, question: str, sample: int) -> dict[str, Any]:
-    """One request; returns the parsed record or raises Retryable / Malformed."""
-    httpx = _httpx()
+def payload_for(cfg: DistillConfig, question: str, sample: int) -> dict[str, Any]:
     payload = {"model": cfg.model, "messages": messages_for(question, cfg), **cfg.decoding()}
     if cfg.samples > 1:
         payload["seed"] = sample  # servers that honour seeds give reproducible samples
-    try:
-        resp = await client.post("/chat/completions", json=payload)
-    except (httpx.TimeoutException, httpx.TransportError) as err:
-        raise Retryable(f"transport:{type(err).__name__}") from None
-    if resp.status_code in RETRY_STATUSES:
-        raise Retryable(f"http_{resp.status_code}", _retry_after(resp.headers.get("retry-after")))
-    if resp.status_code >= 400:
-        raise Malformed(f"http_{resp.status_code}")
-    try:
-        body = resp.json()
-    except ValueError:
-        raise Malformed("malformed:invalid_json") from None
-    thinking, attempt, finish, usage = parse_chat_response(body)
-    return {"thinking": thinking, "attempt": attempt, "finish_reason": finish, "usage": usage}
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    return payload
 
 
 async def ask_with_retries(client: Any, cfg: DistillConfig, job: Job, rng: random.Random,
                            ledger: Ledger) -> dict[str, Any]:
-    """The job's record, or a drop record ``{"drop": reason}`` once retries run out."""
-    for attempt in range(cfg.max_retries + 1):
+    """The job's record, or a drop record ``{"drop": reason}`` (other 4xx, malformed, retries out)."""
+    def on_attempt() -> None:
         ledger.requests += 1
-        try:
-            return await ask_once(client, cfg, job.question, job.sample)
-        except Malformed as err:
-            return {"drop": err.reason}
-        except Retryable as err:
-            if attempt == cfg.max_retries:
-                return {"drop": f"retries_exhausted:{err.reason}"}
-            ledger.retries += 1
-            delay = backoff_delay(attempt, cfg, rng, err.retry_after)
-            logger.info("distill: %s#%d got %s; retry %d in %.2fs", job.row_id, job.sample, err.reason,
-                        attempt + 1, delay)
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
+
+    def on_retry(attempt: int, reason: str, delay: float) -> None:
+        ledger.retries += 1
+        logger.info("distill: %s#%d got %s; retry %d in %.2fs", job.row_id, job.sample, reason, attempt + 1, delay)
+
+    try:
+        status, body = await apost_json(client, "/chat/completions", payload_for(cfg, job.question, job.sample),
+                                        retry_of(cfg), rng, on_attempt=on_attempt, on_retry=on_retry)
+    except RetriesExhausted as err:
+        return {"drop": f"retries_exhausted:{err.reason}"}
+    try:
+        if status >= 400:
+            raise Malformed(f"http_{status}")
+        if body is None:
+            raise Malformed("malformed:invalid_json")
+        thinking, attempt, finish, usage = parse_chat_response(body)
+    except Malformed as err:
+        return {"drop": err.reason}
+    return {"thinking": thinking, "attempt": attempt, "finish_reason": finish, "usage": usage}
 
 
 async def run_api_jobs(jobs: list[Job], cfg: DistillConfig, writer: CacheWriter, ledger: Ledger,
@@ -401,16 +356,13 @@ async def run_api_jobs(jobs: list[Job], cfg: DistillConfig, writer: CacheWriter,
     """Ask every job with at most ``concurrency`` in flight; cache each success as it lands."""
     from tqdm.auto import tqdm
 
-    httpx = _httpx()
     key = api_key(cfg)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
     semaphore = asyncio.Semaphore(cfg.concurrency)
     rng = random.Random()  # jitter only spreads retries; it never changes a result
     bar = tqdm(total=len(jobs), desc="distill", unit="req", disable=not cfg.progress)
 
-    async with httpx.AsyncClient(base_url=cfg.base_url.rstrip("/"), headers=headers, limits=limits,
-                                 timeout=cfg.timeout_s) as client:
+    async with async_client(cfg.concurrency, cfg.timeout_s, cfg.base_url.rstrip("/"), headers) as client:
         async def one(job: Job) -> None:
             async with semaphore:
                 rec = await ask_with_retries(client, cfg, job, rng, ledger)
@@ -508,16 +460,7 @@ def output_rows(rows: list[Row], cfg: DistillConfig, cache: Mapping[str, Mapping
 
 
 def write_atomic(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return n
+    return write_jsonl_atomic(path, rows)
 
 
 def public_config(cfg: DistillConfig) -> dict[str, Any]:
@@ -529,11 +472,15 @@ def public_config(cfg: DistillConfig) -> dict[str, Any]:
 
 def run_distill(cfg: DistillConfig, policy: Any = None, backend: Any = None) -> dict[str, Any]:
     """Distill every pending (question, sample), then write the output and its manifest."""
+    from s1kit.config import check_input_file, check_output_file
+
+    check_input_file("input", cfg.input)
+    check_output_file("output", cfg.output)
     started = time.time()
     rows, bad_input = read_questions(cfg)
     jobs = make_jobs(rows, cfg)
     cpath = cache_path(cfg.output)
-    cache = load_cache(cpath)
+    cache, quarantined = load_cache(cpath)
     pending = [j for j in jobs if j.key not in cache]
     ledger = Ledger(cached=len(jobs) - len(pending))
     if cfg.dry_run:
@@ -550,7 +497,7 @@ def run_distill(cfg: DistillConfig, policy: Any = None, backend: Any = None) -> 
             run_local_jobs(pending, cfg, writer, ledger, drops, policy=policy, backend=backend)
     finally:
         writer.close()
-    cache = load_cache(cpath)
+    cache, _ = load_cache(cpath)
     out_path = Path(cfg.output)
     written = write_atomic(out_path, output_rows(rows, cfg, cache))
     manifest = {
@@ -559,9 +506,9 @@ def run_distill(cfg: DistillConfig, policy: Any = None, backend: Any = None) -> 
                    "written": written, "dropped": sum(map(len, drops.values())), "bad_input": bad_input},
         "drops": {reason: len(ids) for reason, ids in sorted(drops.items())},
         "drop_ids": {reason: ids[:20] for reason, ids in sorted(drops.items())},
-        "ledger": ledger.to_dict(), "seconds": round(time.time() - started, 3),
+        "ledger": ledger.to_dict(), "seconds": round(time.time() - started, 3), "quarantined": quarantined,
     }
-    out_path.with_name(out_path.name + ".manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json_atomic(out_path.with_name(out_path.name + ".manifest.json"), manifest)
     for reason, ids in sorted(drops.items()):
         logger.warning("distill: %d dropped: %s (e.g. %s)", len(ids), reason, ids[:3])
     return manifest

@@ -36,7 +36,7 @@ from s1kit.forcing.validation import ConfigError, check_choice
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 's1kit[api]'"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the OpenAI client's default endpoint
 WHEN = ("undecided", "incorrect", "always")
 # Offline tiers that did not reach a verdict on the answer itself.
 UNDECIDED_TIERS = ("unparsable", "timeout", "error")
@@ -136,26 +136,37 @@ class LLMJudge:
         return JudgeVerdict(status, reply, cached=False)
 
     def _ask(self, question: str, gold: str, prediction: str) -> str:
-        client = self._client or self._make_client()
-        self.http_calls += 1
-        resp = client.chat.completions.create(
-            model=self.cfg.model, temperature=0, max_tokens=8,
-            messages=[{"role": "user", "content": self.cfg.prompt.format(question=question, gold=gold,
-                                                                          prediction=prediction)}])
-        return (resp.choices[0].message.content or "") if resp.choices else ""
+        """One chat completion through :func:`s1kit.http.post_json` (retries, backoff, jitter)."""
+        from s1kit.http import post_json
 
-    def _make_client(self):
+        if self._client is not None:  # an injected OpenAI-style client (tests, custom transports)
+            self.http_calls += 1
+            resp = self._client.chat.completions.create(model=self.cfg.model, temperature=0, max_tokens=8,
+                                                        messages=[{"role": "user", "content": self._prompt(
+                                                            question, gold, prediction)}])
+            return (resp.choices[0].message.content or "") if resp.choices else ""
+        self.http_calls += 1
+        body = {"model": self.cfg.model, "temperature": 0, "max_tokens": 8,
+                "messages": [{"role": "user", "content": self._prompt(question, gold, prediction)}]}
+        status, reply = post_json(f"{(self.cfg.base_url or DEFAULT_BASE_URL).rstrip('/')}/chat/completions", body,
+                                  headers=self._headers(), timeout=self.cfg.timeout_s, retries=self.cfg.max_retries)
+        if status >= 400:
+            raise RuntimeError(f"judge endpoint answered HTTP {status}")
         try:
-            from openai import OpenAI
-        except ImportError as err:
-            raise ImportError(f"the LLM judge needs the openai client: {INSTALL_HINT}") from err
+            return reply["choices"][0]["message"]["content"] or "" if reply.get("choices") else ""
+        except (AttributeError, KeyError, IndexError, TypeError):
+            raise RuntimeError("judge endpoint sent a malformed chat completion") from None
+
+    def _prompt(self, question: str, gold: str, prediction: str) -> str:
+        return self.cfg.prompt.format(question=question, gold=gold, prediction=prediction)
+
+    def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.cfg.api_key_env)
         if not key:
-            # Local servers (vLLM, s1kit serve) need none; the client insists on a non-empty one.
+            # Local servers (vLLM, s1kit serve) need none.
             log.warning("judge: environment variable %s is not set; sending no API key", self.cfg.api_key_env)
-        self._client = OpenAI(base_url=self.cfg.base_url, api_key=key or "none", timeout=self.cfg.timeout_s,
-                              max_retries=self.cfg.max_retries)
-        return self._client
+            return {}
+        return {"Authorization": f"Bearer {key}"}
 
     def _cached(self, key: str) -> tuple[str, str] | None:
         if self._db is None:

@@ -31,10 +31,10 @@ class _Sink:
     def __init__(self, cfg, samples_path: Path, judge, total: int, desc: str) -> None:
         from tqdm.auto import tqdm
 
-        from s1kit.generate import RowWriter
+        from s1kit.io import JsonlAppender
 
         self.cfg, self.judge = cfg, judge
-        self.writer = RowWriter(samples_path)
+        self.writer = JsonlAppender(samples_path)
         self.bar = tqdm(total=total, desc=desc, unit="sample", disable=not cfg.progress)
 
     def write(self, problem: dict[str, Any], res, **fields: Any) -> None:

@@ -25,16 +25,17 @@ times out or crashes is recorded with its reason and counts as incorrect. At the
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from s1kit.config import guard_resume
+from s1kit.config import check_input_file, check_model_path, check_output_dir
 from s1kit.eval.methods import grade_sample, sample_row  # noqa: F401  (the stage's row API)
 from s1kit.forcing import BudgetPolicy
+from s1kit.io import JsonlAppender, iter_rows, scan_jsonl, write_json_atomic, write_jsonl_atomic
+from s1kit.stagecache import check_resume, model_identity, record_settings, stage_settings
 from s1kit.forcing.validation import ConfigError, check_choice, check_float, check_int
 
 log = logging.getLogger(__name__)
@@ -203,14 +204,16 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
     from s1kit.eval.summary import summarise
 
     out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    samples_path = out_dir / "samples.jsonl"
+    scan, settings = _open_samples(cfg, policy, samples_path)
     if backend is None:
         from s1kit.generate import make_backend
 
         backend = make_backend(cfg)
-    samples_path = out_dir / "samples.jsonl"
-    guard_resume(out_dir / "settings.json", _row_settings(cfg, policy),
-                 samples_path.exists() and samples_path.stat().st_size > 0, "output_dir", cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record_settings(out_dir / "settings.json", settings)
+    quarantined = scan.quarantined()
+    scan.repair()
     judge = _make_judge(cfg)
     paths = dict(item.split("=", 1) for item in cfg.data)
     datasets, problems = {}, set()
@@ -236,9 +239,35 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
     if judge is not None:
         results["judge"] = {"model": cfg.judge_model, "when": cfg.judge_when, "http_calls": judge.http_calls,
                             "cache_hits": judge.cache_hits}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    results["quarantined"] = quarantined
+    write_json_atomic(out_dir / "results.json", results)
     write_report(results, out_dir)
     return results
+
+
+def check_paths(cfg: EvalConfig) -> None:
+    """Every file and folder the run needs, checked before any model is loaded (ConfigError)."""
+    if cfg.backend == "openai":  # the server holds the model; the tokenizer is local
+        check_model_path("tokenizer", cfg.tokenizer or "")
+    else:
+        check_model_path("model", cfg.model)
+    check_output_dir("output_dir", cfg.output_dir)
+    for item in cfg.data:
+        check_input_file("data", item.split("=", 1)[1])
+
+
+def _open_samples(cfg: EvalConfig, policy: BudgetPolicy, samples_path: Path):
+    """Scan the samples and check the settings they were made with; reads only (a refused rerun
+    leaves every file as it was). Returns the scan and the settings to record."""
+    check_paths(cfg)
+    scan = scan_jsonl(samples_path, check=_sample_key)
+    settings = check_resume(samples_path.parent / "settings.json", _row_settings(cfg, policy), scan.size > 0,
+                            "output_dir", cfg.output_dir)
+    return scan, settings
+
+
+def _sample_key(row: dict[str, Any]) -> tuple:
+    return str(row["benchmark"]), str(row["id"]), _point(row)
 
 
 def _make_judge(cfg: EvalConfig):
@@ -334,21 +363,12 @@ def _drop_incomplete(path: Path, bench: str, done: set[tuple[str, str]], expecte
     if len(kept) < len(rows):
         log.info("%s: dropping %d rows of incomplete or unconfigured points (regenerated if configured)",
                  bench, len(rows) - len(kept))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
-    tmp.replace(path)
+        write_jsonl_atomic(path, kept)
 
 
 def _read_samples(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a torn last line from a crash; cut on the next write
-    return rows
+    """The valid rows (bad lines were set aside by the resume scan; see s1kit.io)."""
+    return list(iter_rows(path))
 
 
 # Fields that choose which rows a run needs or how fast it runs, not what a row holds: a resumed
@@ -361,12 +381,9 @@ _NOT_ROW_SETTINGS = frozenset({"benchmarks", "data", "limit", "synth_n", "budget
 
 def _row_settings(cfg: EvalConfig, policy: BudgetPolicy) -> dict[str, Any]:
     """What decides a sample row's content: the model's identity, decoding, prompts and grading."""
-    from s1kit.config import model_identity
-
     swept = {"max_thinking_tokens", "num_ignore"}  # budgets and waits label each row
-    return {**{k: v for k, v in _plain(cfg).items() if k not in _NOT_ROW_SETTINGS},
-            "model": model_identity(cfg.model, cfg.revision),
-            "policy": {k: v for k, v in policy.to_dict().items() if k not in swept}}
+    return stage_settings(cfg, _NOT_ROW_SETTINGS, model=model_identity(cfg.model, cfg.revision),
+                          policy={k: v for k, v in policy.to_dict().items() if k not in swept})
 
 
 def _plain(cfg: EvalConfig) -> dict[str, Any]:

@@ -18,7 +18,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
 
 from s1kit.config import ConfigError  # noqa: E402
-from s1kit.data.distill import (DistillConfig, Malformed, backoff_delay, cache_key, cache_path,  # noqa: E402
+from s1kit.data.distill import (DistillConfig, Malformed, retry_of, cache_key, cache_path,  # noqa: E402
                                 load_cache, parse_chat_response, run_distill, split_thinking)
 from tests.data.teacher_server import TeacherServer, completion_for  # noqa: E402
 
@@ -88,20 +88,21 @@ def test_cache_key_covers_question_model_decoding_template_and_sample(tmp_path):
 def test_load_cache_cuts_a_torn_last_line(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text('{"key": "a", "thinking": "t"}\n{"key": "b", "thinking": "t"}\n{"key": "c", "thin')
-    assert set(load_cache(path)) == {"a", "b"}
+    assert set(load_cache(path)[0]) == {"a", "b"}
     assert path.read_text().endswith('"t"}\n')
-    path.write_text('{"key": "a"}\n{"key": "b"}')  # complete JSON, but no newline: also torn
-    assert set(load_cache(path)) == {"a"}
+    path.write_text('{"key": "a"}\n{"key": "b"}')  # complete JSON, but no newline: completed, never glued
+    assert set(load_cache(path)[0]) == {"a", "b"}
+    assert path.read_text() == '{"key": "a"}\n{"key": "b"}\n'
 
 
 def test_backoff_grows_exponentially_with_jitter_and_honours_retry_after():
-    cfg = DistillConfig(input="q", model="m", backoff_s=1.0, backoff_max_s=8.0)
+    retry = retry_of(DistillConfig(input="q", model="m", backoff_s=1.0, backoff_max_s=8.0))
     rng = random.Random(0)
     for attempt, step in [(0, 1), (1, 2), (2, 4), (3, 8), (6, 8)]:
-        delays = [backoff_delay(attempt, cfg, rng) for _ in range(50)]
+        delays = [retry.delay(attempt, rng) for _ in range(50)]
         assert all(step / 2 <= d <= step for d in delays) and len(set(delays)) > 1
-    assert backoff_delay(0, cfg, rng, retry_after=5.0) >= 5.0
-    assert backoff_delay(0, cfg, rng, retry_after=500.0) <= 8.0
+    assert retry.delay(0, rng, retry_after=5.0) >= 5.0
+    assert retry.delay(0, rng, retry_after=500.0) <= 8.0
 
 
 @pytest.mark.parametrize("bad", [dict(concurrency=0), dict(samples=2), dict(temperature=-1), dict(max_retries=-1),
@@ -214,7 +215,7 @@ def run_kill_trials(tmp_path: Path, trials: int, seed: int) -> None:
                     proc.send_signal(signal.SIGKILL)
                     kills += 1
                 proc.wait()
-            cached = len(load_cache(cache_path(out))) if cache_path(out).exists() else 0
+            cached = len(load_cache(cache_path(out))[0]) if cache_path(out).exists() else 0
             partial_trials += 0 < cached < len(QUESTIONS)
             done = subprocess.run(distill_cmd(inp, out, server.url), env=env, cwd=ROOT, capture_output=True,
                                   text=True)

@@ -147,14 +147,14 @@ def test_parse_verdict_and_config_validation():
         JudgeConfig(model="m", prompt="no slots")
 
 
-def test_missing_openai_names_the_extra(monkeypatch, tmp_path):
+def test_missing_httpx_names_the_extra(monkeypatch, tmp_path):
     import builtins
 
     real_import = builtins.__import__
 
     def no_openai(name, *args, **kwargs):
-        if name == "openai" or name.startswith("openai."):
-            raise ImportError("no openai")
+        if name == "httpx" or name.startswith("httpx."):
+            raise ImportError("no httpx")
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_openai)
