@@ -252,5 +252,19 @@ def check_model_path(field: str, model: str) -> None:
         raise ConfigError(field, model, "a model folder with config.json (there is none)")
 
 
+def check_tokenizer_path(field: str, name: str) -> None:
+    """A local tokenizer folder (tokenizer files, no weights needed) or a Hub id."""
+    if not name:
+        raise ConfigError(field, name, "a tokenizer folder or Hub id")
+    if not looks_local(name):
+        return
+    p = Path(name).expanduser()
+    if not p.is_dir():
+        raise ConfigError(field, name, "an existing tokenizer folder or a Hub id (" +
+                          ("it is a file)" if p.exists() else "the folder does not exist)"))
+    if not any(p.glob("tokenizer*")) and not any(p.glob("*.gguf")):
+        raise ConfigError(field, name, "a folder with tokenizer files (tokenizer.json or tokenizer_config.json)")
+
+
 # resumable outputs: the settings check lives in s1kit.stagecache (re-exported here)
 from s1kit.stagecache import guard_resume, model_identity  # noqa: E402,F401

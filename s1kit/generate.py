@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from s1kit.config import check_input_file, check_model_path, check_output_file
+from s1kit.config import check_input_file, check_model_path, check_tokenizer_path, check_output_file
 from s1kit.forcing import BudgetPolicy, PromptTooLong, SequenceResult
 from s1kit.forcing.validation import ConfigError, check_choice, check_int
 from s1kit.io import JsonlAppender, JsonlScan, scan_jsonl, write_json_atomic
@@ -206,7 +206,7 @@ def make_backend(cfg):
 def check_paths(cfg: GenerateConfig) -> None:
     """Every file and folder the run needs, checked before any model is loaded (ConfigError)."""
     if cfg.backend == "openai":  # the server holds the model; the tokenizer is local
-        check_model_path("tokenizer", cfg.tokenizer or "")
+        check_tokenizer_path("tokenizer", cfg.tokenizer or "")
     else:
         check_model_path("model", cfg.model)
     if cfg.input:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from s1kit.config import check_input_file, check_model_path, check_output_dir
+from s1kit.config import check_input_file, check_model_path, check_tokenizer_path, check_output_dir
 from s1kit.eval.methods import grade_sample, sample_row  # noqa: F401  (the stage's row API)
 from s1kit.forcing import BudgetPolicy
 from s1kit.io import JsonlAppender, iter_rows, scan_jsonl, write_json_atomic, write_jsonl_atomic
@@ -248,7 +248,7 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
 def check_paths(cfg: EvalConfig) -> None:
     """Every file and folder the run needs, checked before any model is loaded (ConfigError)."""
     if cfg.backend == "openai":  # the server holds the model; the tokenizer is local
-        check_model_path("tokenizer", cfg.tokenizer or "")
+        check_tokenizer_path("tokenizer", cfg.tokenizer or "")
     else:
         check_model_path("model", cfg.model)
     check_output_dir("output_dir", cfg.output_dir)
