@@ -120,7 +120,7 @@ def _stream(srv, path, body):
 
 def test_stream_deltas_carry_both_names_and_continuous_usage(srv):
     chunks = _stream(srv, "/v1/chat/completions", {
-        "messages": Q, "max_tokens": 80, "max_thinking_tokens": 10, "stream": True,
+        "messages": Q, "max_tokens": 64, "max_thinking_tokens": 10, "stream": True,
         "stream_options": {"include_usage": True, "continuous_usage_stats": True, "include_obfuscation": False}})
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     reasoning = "".join(d.get("reasoning", "") for d in deltas)
