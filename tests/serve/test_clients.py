@@ -39,8 +39,11 @@ def _lm_eval(server, model_dir, tasks, batch_size=2):
         pytest.skip(f"{AMC} is missing")
     args = (f"base_url={server.url}/v1/completions,model={SERVED},tokenizer={model_dir},"
             "tokenizer_backend=huggingface,tokenized_requests=True,max_length=1024,num_concurrent=2,max_retries=1")
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_defaults=False)  # only the tasks defined here: no index of the bundled ones
     return lm_eval.simple_evaluate(model="local-completions", model_args=args, tasks=tasks, limit=4,
-                                   batch_size=batch_size, log_samples=True, bootstrap_iters=0)
+                                   batch_size=batch_size, log_samples=True, bootstrap_iters=0, task_manager=manager)
 
 
 def test_lm_eval_generate_until(demo_server, demo_model_dir, offline):
