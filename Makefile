@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 # Where there is no GPU we want the CPU build of torch. Set TORCH_CPU_INDEX (for example the
 # PyTorch CPU wheel index) on machines whose default index would give a CUDA build.
 TORCH_CPU_INDEX ?=
-EXTRAS ?= dev,eval,data,serve,api,train
+EXTRAS ?= dev,eval,data,serve,api,train,clients
 
 .PHONY: run demo test test-slow test-real test-vllm bench bench-vllm lint clean
 

@@ -176,6 +176,20 @@ def main() -> None:
             vllm_note = f"vllm is importable but its server failed: {err}"
     print(vllm_note)
 
+    target = report(rows, clients)
+    import torch
+
+    meta = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+            "loadavg_at_end": os.getloadavg(), "model": "demo (Qwen2 2 layers, hidden 64, char tokenizer)",
+            "workload": request_body(0, False)[1], "requests_per_client": per_client, "max_num_seqs": 32,
+            "server_torch_threads": args.num_threads,
+            "vllm": vllm_note, "target_32_clients_ge_4x_one_client": target}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+def report(rows: list[dict], clients: list[int]) -> bool | None:
+    """Print the table and the 32-client target; returns whether the target was met (None: not run)."""
     base = next((r for r in rows if r["server"] == "s1kit" and r["clients"] == 1), None)
     for r in rows:
         r["speedup_vs_1_client"] = round(r["throughput_tok_s"] / base["throughput_tok_s"], 2) if base else None
@@ -192,15 +206,7 @@ def main() -> None:
         target = top["throughput_tok_s"] >= 4 * base["throughput_tok_s"]
         print(f"\nthroughput with {top['clients']} clients = {top['speedup_vs_1_client']}x one client "
               f"(target >= 4x: {'met' if target else 'NOT met'})")
-    import torch
-
-    meta = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-            "loadavg_at_end": os.getloadavg(), "model": "demo (Qwen2 2 layers, hidden 64, char tokenizer)",
-            "workload": request_body(0, False)[1], "requests_per_client": per_client, "max_num_seqs": 32,
-            "server_torch_threads": args.num_threads,
-            "vllm": vllm_note, "target_32_clients_ge_4x_one_client": target}
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"wrote {out}")
+    return target
 
 
 if __name__ == "__main__":

@@ -4,8 +4,14 @@
     S1KIT_API_KEY=... s1kit serve --model simplescaling/s1.1-32B --api-key-env S1KIT_API_KEY
 
 Endpoints: ``POST /v1/completions``, ``POST /v1/chat/completions`` (both stream over SSE with
-``"stream": true``), ``GET /v1/models``, ``GET /health``. Every request is one sequence in the
-engine's shared continuous batch (:mod:`s1kit.serve.engine`).
+``"stream": true``), ``POST /tokenize``, ``POST /detokenize`` (vLLM's shapes), ``GET /v1/models``,
+``GET /health``. Every choice of every request is one sequence in the engine's shared continuous
+batch (:mod:`s1kit.serve.engine`); one sequence's fault fails only its own request.
+
+Layers: :mod:`~s1kit.serve.config` (ServeConfig), :mod:`~s1kit.serve.protocol` (errors, field
+validation), :mod:`~s1kit.serve.budget` (peers' budget and effort fields),
+:mod:`~s1kit.serve.messages` and :mod:`~s1kit.serve.parse` (bodies -> prepared requests),
+:mod:`~s1kit.serve.responses`, :mod:`~s1kit.serve.streaming`, and this module (routes only).
 
 Budget forcing per request (extension fields next to the OpenAI ones; the openai client sends
 them with ``extra_body=``): ``max_thinking_tokens`` (int, "auto" or null = no thinking phase),
@@ -14,7 +20,7 @@ reserve lives inside ``max_tokens``: the thinking cap is ``min(max_thinking_toke
 max_answer_tokens - forced overhead)``, the overhead being the thinking delimiters, the answer
 prefix and ``num_ignore`` ignore strings, so ``usage.completion_tokens <= max_tokens`` always.
 Chat requests think by default (``ServeConfig.default_max_thinking_tokens``) and answer with
-``message.reasoning_content`` and ``message.content``; completions are plain OpenAI
+``message.reasoning`` (also as ``reasoning_content``) and ``message.content``; completions are plain OpenAI
 continuations unless a budget field is given, and then return the full text (thinking, forced
 delimiters, answer). ``usage`` adds ``completion_tokens_details.reasoning_tokens`` (model-
 generated thinking tokens), ``waits_injected``, ``forced_end``, ``forced_tokens`` and

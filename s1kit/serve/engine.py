@@ -424,6 +424,7 @@ class EngineService:
             if job.detok is not None:
                 delta = job.detok.finish(reasoning, content, full)
                 if delta is not None:
+                    delta.tokens = len(m.prompt_suffix()) + len(m.ids)
                     _emit(job, delta)
             ids = list(m.prompt_suffix()) + list(m.ids)
             self.finish_counts[res.finish_reason] += 1

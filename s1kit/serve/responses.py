@@ -63,7 +63,9 @@ def logprobs_body(prep, choice, fin, scores, decode: Callable[[Sequence[int]], s
             continue
         lp, top = scores[pos - 1]
         lps.append(lp)
-        entry = {decode([j]): v for j, v in top[:prep.logprobs]}
+        entry: dict[str, float] = {}
+        for j, v in top[:prep.logprobs]:
+            entry.setdefault(decode([j]), v)  # ids that decode alike (byte pieces): keep the likeliest
         entry.setdefault(tok, lp)
         tops.append(entry)
     return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
