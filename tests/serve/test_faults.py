@@ -133,16 +133,16 @@ def _fault_batch() -> list[tuple[str, dict]]:
 
 
 def _inject_sampler_fault(monkeypatch):
-    import s1kit.backends.hf as hf
+    import s1kit.backends.sampling as sampling
 
-    real = hf._sample_row
+    real = sampling.sample_row
 
     def sampler(row, policy, gen):
         if policy.seed == 4242:
             raise RuntimeError("an injected sampler fault")
         return real(row, policy, gen)
 
-    monkeypatch.setattr(hf, "_sample_row", sampler)
+    monkeypatch.setattr(sampling, "sample_row", sampler)
 
 
 def _inject_machine_fault(monkeypatch):
