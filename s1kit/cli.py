@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as err:
         sys.stderr.write(f"s1kit: error: {err}\n")
-    return 2
+        raise SystemExit(2) from None
 
 
 def _check_recipe(args: argparse.Namespace) -> None:
