@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from s1kit.config import check_input_file, check_model_path, check_output_dir
+from s1kit.config import (BackendGroup, ModelGroup, PromptGroup, RunGroup, check_groups, check_input_file,
+                          check_model_path, check_output_dir)
 from s1kit.forcing import BudgetPolicy
 from s1kit.io import JsonlAppender, iter_rows, scan_jsonl, write_json_atomic, write_jsonl_atomic
 from s1kit.stagecache import check_resume, model_identity, record_settings, stage_settings
@@ -47,17 +48,15 @@ def _doc(text: str) -> dict[str, str]:
 
 
 @dataclass
-class EvalConfig:
-    """What to evaluate, on which budgets and baselines, and where results go."""
+class EvalConfig(RunGroup, PromptGroup, BackendGroup, ModelGroup):
+    """What to evaluate, on which budgets and baselines, and where results go (model, backend and
+    prompt fields: the shared groups of s1kit.config)."""
 
-    model: str = field(default="", metadata=_doc("Local model folder or Hub id."))
-    revision: str | None = field(default=None, metadata=_doc("Model revision (commit) to pin."))
     benchmarks: tuple[str, ...] = field(default=("math500",), metadata=_doc(
         "Benchmarks: aime24, aime25, math500, amc23, gpqa_diamond, synth, synth:<family>[+<family>]."))
     data: tuple[str, ...] = field(default=(), metadata=_doc("Local files as name=path (else the Hub)."))
     data_revision: str | None = field(default=None, metadata=_doc(
         "Hub dataset revision to pin (recorded in results.json; unpinned loads log a warning)."))
-    limit: int | None = field(default=None, metadata=_doc("First N problems of each benchmark."))
     synth_n: int = field(default=50, metadata=_doc("synth benchmarks: problems per task family. Range: >= 1."))
     synth_seed: int = field(default=1234, metadata=_doc(
         "synth benchmarks: generation seed (use one the training data did not). Range: >= 0."))
@@ -85,19 +84,6 @@ class EvalConfig:
     rejection_temperature: float = field(default=1.0, metadata=_doc(
         "Sampling temperature of rejection sampling. Range: (0, 100]."))
     output_dir: str = field(default="runs/eval", metadata=_doc("Where samples, results and plots go."))
-    chat_template: str = field(default="auto", metadata=_doc("auto, chatml or none."))
-    system_prompt: str | None = field(default=None, metadata=_doc("System turn for chat templates."))
-    batch_size: int = field(default=8, metadata=_doc("Sequences decoded together (vllm: its max_num_seqs)."))
-    backend: str = field(default="hf", metadata=_doc(
-        "hf (transformers, shared-prefix sweeps, default), vllm (budget forcing inside vLLM, extra: vllm; every "
-        "sweep point is its own request, vLLM's prefix cache shares the prompt) or vllm-multiround (s1's "
-        "multi-round algorithm on vLLM)."))
-    tensor_parallel_size: int = field(default=1, metadata=_doc("vllm backends: GPUs per model. Range: >= 1."))
-    engine_args: tuple[str, ...] = field(default=(), metadata=_doc(
-        "vllm backends: more vllm.LLM arguments as key=value, values read as YAML "
-        "(gpu_memory_utilization=0.9,max_model_len=32768)."))
-    device: str | None = field(default=None, metadata=_doc("cpu, cuda ... (default: cuda if present)."))
-    dtype: str | None = field(default=None, metadata=_doc("float32, bfloat16 ... (default by device)."))
     grade_timeout_s: float = field(default=5.0, metadata=_doc("Per-sample math-verify timeout (seconds)."))
     judge_model: str | None = field(default=None, metadata=_doc(
         "LLM judge (optional grader tier): model name at an OpenAI-compatible endpoint (extra: api)."))
@@ -108,19 +94,9 @@ class EvalConfig:
         "When the judge decides: undecided (offline tiers could not), incorrect, always."))
     judge_cache: str | None = field(default=None, metadata=_doc(
         "Judge cache file; None: <output_dir>/judge_cache.sqlite."))
-    progress: bool = field(default=True, metadata=_doc("Show progress bars."))
 
     def __post_init__(self) -> None:
-        if not self.model:
-            raise ConfigError("model", self.model, "a local model folder or a Hub id")
-        check_choice("chat_template", self.chat_template, ("auto", "chatml", "none"))
-        check_int("batch_size", self.batch_size, 1)
-        from s1kit.generate import check_engine_args
-
-        check_choice("backend", self.backend, ("hf", "vllm", "vllm-multiround"))
-        check_engine_args(self)
-        if self.limit is not None:
-            check_int("limit", self.limit, 1)
+        check_groups(self)
         check_int("synth_n", self.synth_n, 1)
         check_int("synth_seed", self.synth_seed, 0)
         try:
@@ -514,7 +490,7 @@ def _read_samples(path: Path) -> list[dict[str, Any]]:
 _NOT_ROW_SETTINGS = frozenset({"benchmarks", "data", "limit", "synth_n", "budgets", "waits", "majority_n",
                                "rejection_budgets", "rejection_max_attempts", "output_dir", "batch_size",
                                "tensor_parallel_size", "engine_args", "device", "progress", "judge_api_key_env",
-                               "judge_cache", "model", "revision"})
+                               "judge_cache", "model", "revision", "api_key_env"})
 
 
 def _row_settings(cfg: EvalConfig, policy: BudgetPolicy) -> dict[str, Any]:
