@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from s1kit.config import (BackendGroup, ModelGroup, PromptGroup, RunGroup, check_groups, check_input_file,
-                          check_model_path, check_output_dir)
+from s1kit.config import BackendGroup, ModelGroup, PromptGroup, RunGroup, check_groups
 from s1kit.forcing import BudgetPolicy
-from s1kit.io import JsonlAppender, iter_rows, scan_jsonl, write_json_atomic, write_jsonl_atomic
-from s1kit.stagecache import check_resume, model_identity, record_settings, stage_settings
+from s1kit.eval.resume import done_problems, drop_incomplete, expected_points, open_samples, read_samples
+from s1kit.io import JsonlAppender, write_json_atomic
+from s1kit.stagecache import record_settings
 from s1kit.forcing.validation import ConfigError, check_choice, check_float, check_int
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
 
     out_dir = Path(cfg.output_dir)
     samples_path = out_dir / "samples.jsonl"
-    scan, settings = _open_samples(cfg, policy, samples_path)
+    scan, settings = open_samples(cfg, policy, samples_path)
     if backend is None:
         from s1kit.generate import make_backend
 
@@ -196,7 +196,7 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
     finally:
         if judge is not None:
             judge.close()
-    samples = [s for s in _read_samples(samples_path) if (s["benchmark"], s["id"]) in problems]
+    samples = [s for s in read_samples(samples_path) if (s["benchmark"], s["id"]) in problems]
     results = summarise(samples, policy.min_thinking_tokens, method_names=_method_names(cfg))
     results.update(config=_plain(cfg), policy=policy.to_dict(), datasets=datasets,
                    dataset_hashes={k: v["sha256"] for k, v in datasets.items()}, versions=_versions(),
@@ -208,28 +208,6 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
     write_json_atomic(out_dir / "results.json", results)
     write_report(results, out_dir)
     return results
-
-
-def check_paths(cfg: EvalConfig) -> None:
-    """Every file and folder the run needs, checked before any model is loaded (ConfigError)."""
-    check_model_path("model", cfg.model)
-    check_output_dir("output_dir", cfg.output_dir)
-    for item in cfg.data:
-        check_input_file("data", item.split("=", 1)[1])
-
-
-def _open_samples(cfg: EvalConfig, policy: BudgetPolicy, samples_path: Path):
-    """Scan the samples and check the settings they were made with; reads only (a refused rerun
-    leaves every file as it was). Returns the scan and the settings to record."""
-    check_paths(cfg)
-    scan = scan_jsonl(samples_path, check=_sample_key)
-    settings = check_resume(samples_path.parent / "settings.json", _row_settings(cfg, policy), scan.size > 0,
-                            "output_dir", cfg.output_dir)
-    return scan, settings
-
-
-def _sample_key(row: dict[str, Any]) -> tuple:
-    return str(row["benchmark"]), str(row["id"]), _point(row)
 
 
 def _make_judge(cfg: EvalConfig):
@@ -263,10 +241,10 @@ def _evaluate(cfg: EvalConfig, policy: BudgetPolicy, backend, rows, samples_path
         raise ConfigError("budgets", budgets, "integers (give --budgets when max_thinking_tokens is 'auto')")
     if budgets == [None] and (cfg.majority_n and cfg.majority_budget is None or cfg.prompt_mode != "none"):
         raise ConfigError("budgets", [], "a budget for majority voting (or --majority-budget) and conditional prompts")
-    expected = _expected_points(cfg, budgets)
+    expected = expected_points(cfg, budgets)
     bench = rows[0]["benchmark"]
-    done = _done_problems(_read_samples(samples_path), bench, expected)
-    _drop_incomplete(samples_path, bench, done, expected)
+    done = done_problems(read_samples(samples_path), bench, expected)
+    drop_incomplete(samples_path, bench, done, expected)
     runners = {"budget_forcing": _run_budget_forcing, "majority_voting": _run_majority,
                "rejection_sampling": _run_rejection}
     for method in expected:
@@ -430,74 +408,6 @@ def grade_sample(text: str, problem: dict[str, Any], timeout_s: float, judge=Non
     except Exception as err:  # noqa: BLE001  (the run goes on; the sample counts as incorrect, with the reason)
         log.warning("grading %s/%s failed: %r", problem["benchmark"], problem["id"], err)
         return {"correct": False, "grade_tier": "error", "extracted": None, "grade_reason": repr(err)}
-
-
-def _expected_points(cfg: EvalConfig, budgets: list[int]) -> dict[str, set[tuple]]:
-    """Per configured method, the (budget, waits, sample) keys every problem must have."""
-    expected = {"budget_forcing": {(b, w, None) for b in budgets for w in cfg.wait_list()}}
-    if cfg.majority_n:
-        cap = cfg.majority_budget or max(budgets)
-        expected["majority_voting"] = {(cap, 0, j) for j in range(cfg.majority_n)}
-    if cfg.rejection_budgets:
-        expected["rejection_sampling"] = {(int(b), 0, None) for b in cfg.rejection_budgets}
-    return expected
-
-
-def _point(row: dict[str, Any]) -> tuple:
-    return row.get("budget"), row.get("waits"), row.get("sample")
-
-
-def _done_problems(samples: list[dict[str, Any]], bench: str, expected: dict[str, set[tuple]]) -> set[tuple[str, str]]:
-    """(method, id) of the benchmark's problems with every expected row of a method present."""
-    from s1kit.eval.summary import method_of
-
-    present: dict[tuple[str, str], set[tuple]] = {}
-    for r in samples:
-        if r["benchmark"] == bench:
-            present.setdefault((method_of(r), r["id"]), set()).add(_point(r))
-    return {key for key, points in present.items() if key[0] in expected and expected[key[0]] <= points}
-
-
-def _drop_incomplete(path: Path, bench: str, done: set[tuple[str, str]], expected: dict[str, set[tuple]]) -> None:
-    """Rewrite the samples keeping, for this benchmark, only complete (method, problem)s and the
-    configured points (and no torn line), so what a crash cut short is regenerated without
-    duplicate rows; other benchmarks' rows are kept as they are."""
-    if not path.exists():
-        return
-    from s1kit.eval.summary import method_of
-
-    def keep(r: dict[str, Any]) -> bool:
-        if r["benchmark"] != bench:
-            return True
-        method = method_of(r)
-        return (method, r["id"]) in done and _point(r) in expected[method]
-
-    rows = _read_samples(path)
-    kept = [r for r in rows if keep(r)]
-    if len(kept) < len(rows):
-        log.info("%s: dropping %d rows of incomplete or unconfigured points (regenerated if configured)",
-                 bench, len(rows) - len(kept))
-        write_jsonl_atomic(path, kept)
-
-
-def _read_samples(path: Path) -> list[dict[str, Any]]:
-    """The valid rows (bad lines were set aside by the resume scan; see s1kit.io)."""
-    return list(iter_rows(path))
-
-
-# Fields that choose which rows a run needs or how fast it runs, not what a row holds: a resumed
-# run may change them (problems already done under other budgets simply gain the new points).
-_NOT_ROW_SETTINGS = frozenset({"benchmarks", "data", "limit", "synth_n", "budgets", "waits", "majority_n",
-                               "rejection_budgets", "rejection_max_attempts", "output_dir", "batch_size",
-                               "tensor_parallel_size", "engine_args", "device", "progress", "judge_api_key_env",
-                               "judge_cache", "model", "revision", "api_key_env"})
-
-
-def _row_settings(cfg: EvalConfig, policy: BudgetPolicy) -> dict[str, Any]:
-    """What decides a sample row's content: the model's identity, decoding, prompts and grading."""
-    swept = {"max_thinking_tokens", "num_ignore"}  # budgets and waits label each row
-    return stage_settings(cfg, _NOT_ROW_SETTINGS, model=model_identity(cfg.model, cfg.revision),
-                          policy={k: v for k, v in policy.to_dict().items() if k not in swept})
 
 
 def _plain(cfg: EvalConfig) -> dict[str, Any]:
