@@ -268,3 +268,118 @@ def check_tokenizer_path(field: str, name: str) -> None:
 
 # resumable outputs: the settings check lives in s1kit.stagecache (re-exported here)
 from s1kit.stagecache import guard_resume, model_identity  # noqa: E402,F401
+
+
+# ---------------------------------------------------------------------------------------------
+# shared config groups: composed (as base classes, so flags and recipe keys stay flat) by the
+# stage configs that load a model (GenerateConfig, EvalConfig)
+# ---------------------------------------------------------------------------------------------
+
+# Backend names; the backend registry (s1kit.backends) owns what each builds.
+BACKENDS = ("hf", "reference", "openai", "vllm", "vllm-multiround")
+CHAT_TEMPLATES = ("auto", "chatml", "none")
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclasses.dataclass
+class ModelGroup:
+    """Which model, at which revision, in which precision, on which device."""
+
+    model: str = dataclasses.field(default="", metadata=_doc(
+        "Local model folder, .gguf file or Hub id (with --backend openai: the name the server serves)."))
+    revision: str | None = dataclasses.field(default=None, metadata=_doc("Hub revision (commit) to pin."))
+    device: str | None = dataclasses.field(default=None, metadata=_doc(
+        "cpu, cuda, cuda:1 ... (default: cuda if present)."))
+    dtype: str | None = dataclasses.field(default=None, metadata=_doc(
+        "float32, bfloat16 ... (default: fp32 on CPU, bf16 on GPU)."))
+
+    def check_model_group(self) -> None:
+        if not self.model:
+            raise ConfigError("model", self.model, "a local model folder or a Hub id")
+
+
+@dataclasses.dataclass
+class BackendGroup:
+    """Which backend runs the model and how many sequences it decodes together."""
+
+    backend: str = dataclasses.field(default="hf", metadata=_doc(
+        "hf (transformers, default), reference (s1's multi-round algorithm), openai (any OpenAI-compatible "
+        "server: --base-url, --tokenizer), vllm (budget forcing inside vLLM, extra: vllm) or vllm-multiround."))
+    batch_size: int = dataclasses.field(default=8, metadata=_doc(
+        "Sequences decoded together (vllm: its max_num_seqs)."))
+    tensor_parallel_size: int = dataclasses.field(default=1, metadata=_doc(
+        "vllm backends: GPUs per model. Range: >= 1."))
+    engine_args: tuple[str, ...] = dataclasses.field(default=(), metadata=_doc(
+        "vllm backends: more vllm.LLM arguments as key=value, values read as YAML "
+        "(gpu_memory_utilization=0.9,max_model_len=32768)."))
+    base_url: str | None = dataclasses.field(default=None, metadata=_doc(
+        "openai backend: the server's root URL (http://host:8000 or …/v1)."))
+    tokenizer: str | None = dataclasses.field(default=None, metadata=_doc(
+        "openai backend: a local tokenizer folder matching the served model."))
+    api_key_env: str | None = dataclasses.field(default=None, metadata=_doc(
+        "openai backend: environment variable holding the API key (never logged or stored)."))
+
+    def check_backend_group(self) -> None:
+        check_choice("backend", self.backend, BACKENDS)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("tensor_parallel_size", self.tensor_parallel_size, 1)
+        vllm = self.backend.startswith("vllm")
+        for item in self.engine_args:
+            if "=" not in item or not vllm:
+                raise ConfigError("engine_args", item, "key=value items, with backend vllm or vllm-multiround only")
+        if not vllm and self.tensor_parallel_size != 1:
+            raise ConfigError("tensor_parallel_size", self.tensor_parallel_size,
+                              "1 unless backend is vllm or vllm-multiround")
+        if vllm and getattr(self, "device", None) is not None:
+            raise ConfigError("device", getattr(self, "device"), "unset with the vllm backends (vLLM places the "
+                              "model: set CUDA_VISIBLE_DEVICES and tensor_parallel_size)")
+        self._check_openai_fields()
+
+    def _check_openai_fields(self) -> None:
+        for name in ("base_url", "tokenizer", "api_key_env"):
+            if self.backend != "openai" and getattr(self, name) is not None:
+                raise ConfigError(name, getattr(self, name), "unset unless backend is openai")
+        if self.backend == "openai":
+            for name in ("base_url", "tokenizer"):
+                if not getattr(self, name):
+                    raise ConfigError(name, getattr(self, name), f"set with backend openai (--{name.replace('_', '-')})")
+            for name in ("device", "dtype", "revision"):
+                if getattr(self, name, None) is not None:
+                    raise ConfigError(name, getattr(self, name), "unset with backend openai (the server holds the model)")
+        if self.api_key_env is not None and not self.api_key_env.replace("_", "a").isalnum():
+            raise ConfigError("api_key_env", self.api_key_env, "an environment variable name")
+
+
+@dataclasses.dataclass
+class PromptGroup:
+    """How a question becomes the model's prompt."""
+
+    chat_template: str = dataclasses.field(default="auto", metadata=_doc(
+        "auto (the tokenizer's template, ChatML if none), chatml, or none (raw prompts)."))
+    system_prompt: str | None = dataclasses.field(default=None, metadata=_doc("System turn for chat templates."))
+
+    def check_prompt_group(self) -> None:
+        check_choice("chat_template", self.chat_template, CHAT_TEMPLATES)
+
+
+@dataclasses.dataclass
+class RunGroup:
+    """How much of the input to take, and whether to show progress."""
+
+    limit: int | None = dataclasses.field(default=None, metadata=_doc("Only the first N input rows."))
+    progress: bool = dataclasses.field(default=True, metadata=_doc("Show a progress bar."))
+
+    def check_run_group(self) -> None:
+        if self.limit is not None:
+            check_int("limit", self.limit, 1)
+
+
+def check_groups(cfg: Any) -> None:
+    """Validate every shared group a stage config is composed of."""
+    for group, check in ((ModelGroup, "check_model_group"), (BackendGroup, "check_backend_group"),
+                         (PromptGroup, "check_prompt_group"), (RunGroup, "check_run_group")):
+        if isinstance(cfg, group):
+            getattr(cfg, check)()

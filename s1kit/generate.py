@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from s1kit.config import check_input_file, check_model_path, check_tokenizer_path, check_output_file
+from s1kit.config import (BACKENDS, BackendGroup, ModelGroup, PromptGroup, RunGroup,  # noqa: F401 (BACKENDS re-exported)
+                          check_groups, check_input_file, check_model_path, check_output_file, check_tokenizer_path)
 from s1kit.forcing import BudgetPolicy, PromptTooLong, SequenceResult
-from s1kit.forcing.validation import ConfigError, check_choice, check_int
+from s1kit.forcing.validation import ConfigError, check_int
 from s1kit.io import JsonlAppender, JsonlScan, scan_jsonl, write_json_atomic
 from s1kit.stagecache import check_resume, model_identity, record_settings, stage_settings
 
@@ -35,52 +36,21 @@ def _doc(text: str) -> dict[str, str]:
 
 
 @dataclass
-class GenerateConfig:
-    """Where prompts come from, which model and backend, and where rows go."""
+class GenerateConfig(RunGroup, PromptGroup, BackendGroup, ModelGroup):
+    """Where prompts come from, which model and backend (the shared groups of s1kit.config), and
+    where rows go."""
 
-    model: str = field(default="", metadata=_doc("Local model folder or Hub id."))
-    revision: str | None = field(default=None, metadata=_doc("Hub revision (commit) to pin."))
     input: str | None = field(default=None, metadata=_doc("JSONL of prompts (fields: id, prompt|question|problem)."))
     prompt: tuple[str, ...] = field(default=(), metadata=_doc("Prompts given on the command line (comma-separated)."))
     output: str = field(default="generations.jsonl", metadata=_doc("Output JSONL (appended; resumable)."))
     id_field: str = field(default="id", metadata=_doc("Input field holding the row id (line number if absent)."))
     prompt_field: str | None = field(default=None, metadata=_doc(
         "Input field holding the prompt; default: the first of prompt, question, problem."))
-    chat_template: str = field(default="auto", metadata=_doc(
-        "auto (the tokenizer's template, ChatML if none), chatml, or none (raw prompts)."))
-    system_prompt: str | None = field(default=None, metadata=_doc("System turn for chat templates."))
     num_samples: int = field(default=1, metadata=_doc("Samples per prompt (sampling needs temperature > 0)."))
-    backend: str = field(default="hf", metadata=_doc(
-        "hf (single pass, default), reference (s1 multi-round), openai (any OpenAI-compatible server: "
-        "--base-url, --model = the served name, --tokenizer), vllm (budget forcing inside vLLM, extra: vllm) "
-        "or vllm-multiround (s1's multi-round algorithm on vLLM with prefix caching)."))
-    base_url: str | None = field(default=None, metadata=_doc(
-        "openai backend: the server's root URL (http://host:8000 or .../v1)."))
-    tokenizer: str | None = field(default=None, metadata=_doc(
-        "openai backend: local tokenizer (folder or Hub id) of the served model; stops, forced strings and "
-        "accounting use it."))
-    api_key_env: str | None = field(default=None, metadata=_doc(
-        "openai backend: environment variable holding the API key (never logged or stored)."))
-    batch_size: int = field(default=8, metadata=_doc("Sequences decoded together (vllm: its max_num_seqs)."))
-    tensor_parallel_size: int = field(default=1, metadata=_doc("vllm backends: GPUs per model. Range: >= 1."))
-    engine_args: tuple[str, ...] = field(default=(), metadata=_doc(
-        "vllm backends: more vllm.LLM arguments as key=value, values read as YAML "
-        "(gpu_memory_utilization=0.9,max_model_len=32768)."))
-    device: str | None = field(default=None, metadata=_doc("cpu, cuda, cuda:1 ... (default: cuda if present)."))
-    dtype: str | None = field(default=None, metadata=_doc("float32, bfloat16 ... (default: fp32 on CPU, bf16 on GPU)."))
-    limit: int | None = field(default=None, metadata=_doc("Only the first N input rows."))
-    progress: bool = field(default=True, metadata=_doc("Show a progress bar."))
 
     def __post_init__(self) -> None:
-        check_choice("chat_template", self.chat_template, ("auto", "chatml", "none"))
-        check_choice("backend", self.backend, _backends())
-        check_engine_args(self)
+        check_groups(self)
         check_int("num_samples", self.num_samples, 1)
-        check_int("batch_size", self.batch_size, 1)
-        if self.limit is not None:
-            check_int("limit", self.limit, 1)
-        if not self.model:
-            raise ConfigError("model", self.model, "a local model folder or a Hub id")
         if bool(self.input) == bool(self.prompt):
             raise ConfigError("input", self.input, "exactly one of --input FILE or --prompt TEXT")
 
@@ -160,34 +130,9 @@ def skipped_row(p: PromptRow, sample: int) -> dict[str, Any]:
     return out
 
 
-def _backends() -> tuple[str, ...]:
-    from s1kit.backends import NAMES
-
-    return NAMES
-
-
 def check_engine_args(cfg) -> None:
-    """The backend-specific fields of a stage config (GenerateConfig, EvalConfig): set only where used."""
-    check_int("tensor_parallel_size", cfg.tensor_parallel_size, 1)
-    vllm = cfg.backend.startswith("vllm")
-    for item in cfg.engine_args:
-        if "=" not in item or not vllm:
-            raise ConfigError("engine_args", item, "key=value items, with backend vllm or vllm-multiround only")
-    if not vllm and cfg.tensor_parallel_size != 1:
-        raise ConfigError("tensor_parallel_size", cfg.tensor_parallel_size, "1 unless backend is vllm or vllm-multiround")
-    if vllm and cfg.device is not None:
-        raise ConfigError("device", cfg.device, "unset with the vllm backends (vLLM places the model: set "
-                          "CUDA_VISIBLE_DEVICES and tensor_parallel_size)")
-    remote = cfg.backend == "openai"
-    for name in ("base_url", "tokenizer"):
-        if remote and not getattr(cfg, name):
-            raise ConfigError(name, getattr(cfg, name), f"set with backend openai (--{name.replace('_', '-')})")
-    for name in ("base_url", "tokenizer", "api_key_env"):
-        if not remote and getattr(cfg, name) is not None:
-            raise ConfigError(name, getattr(cfg, name), "unset unless backend is openai")
-    if remote and (cfg.device is not None or cfg.dtype is not None or cfg.revision is not None):
-        raise ConfigError("device", cfg.device, "unset with backend openai (the server holds the model), as are "
-                          "dtype and revision")
+    """The backend fields of a stage config (kept for callers; see BackendGroup)."""
+    cfg.check_backend_group()
 
 
 BACKEND_FIELDS = ("model", "revision", "batch_size", "device", "dtype", "tensor_parallel_size", "engine_args",

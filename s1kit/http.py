@@ -74,15 +74,22 @@ def _outcome(resp) -> tuple[int, Any]:
     return resp.status_code, body
 
 
-def _retry_reason(httpx, call: Callable[[], Any]) -> tuple[str | None, float | None, Any]:
-    """(reason to retry or None, Retry-After, response)."""
-    try:
-        resp = call()
-    except (httpx.TimeoutException, httpx.TransportError) as err:
-        return f"transport:{type(err).__name__}", None, None
+def _classify(resp) -> tuple[str | None, float | None]:
+    """(reason to retry or None, the server's Retry-After) of a response."""
     if resp.status_code in RETRY_STATUSES:
-        return f"http_{resp.status_code}", parse_retry_after(resp.headers.get("retry-after")), resp
-    return None, None, resp
+        return f"http_{resp.status_code}", parse_retry_after(resp.headers.get("retry-after"))
+    return None, None
+
+
+def _after_failure(retry: "Retry", attempt: int, reason: str, after: float | None, rng: random.Random,
+                   on_retry) -> float:
+    """The delay before the next attempt, or RetriesExhausted when this was the last one."""
+    if attempt == retry.retries:
+        raise RetriesExhausted(reason, attempt + 1)
+    delay = retry.delay(attempt, rng, after)
+    if on_retry is not None:
+        on_retry(attempt, reason, delay)
+    return delay
 
 
 OnRetry = Callable[[int, str, float], None]  # (attempt, reason, delay)
@@ -98,16 +105,14 @@ def post_json(url: str, body: Mapping[str, Any], headers: Mapping[str, str] | No
     client = client or httpx.Client(timeout=timeout)
     try:
         for attempt in range(retry.retries + 1):
-            reason, after, resp = _retry_reason(httpx, lambda: client.post(url, json=dict(body),
-                                                                           headers=dict(headers or {})))
+            try:
+                resp = client.post(url, json=dict(body), headers=dict(headers or {}))
+                reason, after = _classify(resp)
+            except (httpx.TimeoutException, httpx.TransportError) as err:
+                reason, after = f"transport:{type(err).__name__}", None
             if reason is None:
                 return _outcome(resp)
-            if attempt == retry.retries:
-                raise RetriesExhausted(reason, attempt + 1)
-            delay = retry.delay(attempt, rng, after)
-            if on_retry is not None:
-                on_retry(attempt, reason, delay)
-            time.sleep(delay)
+            time.sleep(_after_failure(retry, attempt, reason, after, rng, on_retry))
     finally:
         if own:
             client.close()
@@ -133,16 +138,10 @@ async def apost_json(client: Any, url: str, body: Mapping[str, Any], retry: Retr
             on_attempt()
         try:
             resp = await client.post(url, json=dict(body))
-            reason = f"http_{resp.status_code}" if resp.status_code in RETRY_STATUSES else None
-            after = parse_retry_after(resp.headers.get("retry-after")) if reason else None
+            reason, after = _classify(resp)
         except (httpx.TimeoutException, httpx.TransportError) as err:
-            reason, after, resp = f"transport:{type(err).__name__}", None, None
+            reason, after = f"transport:{type(err).__name__}", None
         if reason is None:
             return _outcome(resp)
-        if attempt == retry.retries:
-            raise RetriesExhausted(reason, attempt + 1)
-        delay = retry.delay(attempt, rng, after)
-        if on_retry is not None:
-            on_retry(attempt, reason, delay)
-        await asyncio.sleep(delay)
+        await asyncio.sleep(_after_failure(retry, attempt, reason, after, rng, on_retry))
     raise AssertionError("unreachable")

@@ -47,7 +47,7 @@ def stage_settings(config: Any, exclude: Iterable[str] = (), **extra: Any) -> di
 
 def settings_key(settings: Mapping[str, Any], length: int = 64) -> str:
     """sha256 of the settings' canonical JSON (``length`` hex digits)."""
-    blob = json.dumps(normalise(settings), sort_keys=True, ensure_ascii=False)
+    blob = json.dumps(normalise(settings), sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
 
 

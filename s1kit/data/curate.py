@@ -336,18 +336,28 @@ STAGE_FUNCS: dict[str, Callable[[CurateConfig, list[Row], dict[str, Any]], Stage
 }
 
 
+# The stage whose rows each field changes (s1kit.stagecache: a stage's key is the whole config
+# minus the fields of other stages and NOT_OUTPUT_FIELDS, so a new, undeclared field changes
+# every stage's key: a rerun, never a stale output).
+FIELD_STAGE = {
+    "sources": "collect", "benchmarks": "decontaminate", "ngram": "decontaminate", "dedup_threshold": "dedup",
+    "near_dedup": "dedup", "quality": "quality", **{f: "difficulty" for f in (
+        "tokenizer", "solvers", "solver_outputs", "solver_max_thinking_tokens", "solver_max_answer_tokens",
+        "solver_missing")},
+    "domains": "domains", "domain_default": "domains", "llm_model": "domains",
+    "select_method": "select", "n": "select", "seed": "select", "select_half_life": "select",
+}
+# Fields that change no stage's rows: where and how things are written, pacing, endpoints.
+NOT_OUTPUT_FIELDS = ("output_dir", "name", "teacher", "solver_batch_size", "llm_base_url", "llm_api_key_env",
+                     "trace_columns", "parquet", "stages", "force", "progress")
+
+
 def stage_params(cfg: CurateConfig, stage: str, ctx: dict[str, Any]) -> dict[str, Any]:
     """What decides whether a cached stage output is still valid (cheap: no stage work)."""
-    from s1kit.config import to_dict
+    from s1kit.stagecache import stage_settings
 
-    keys = {
-        "collect": ("sources",), "decontaminate": ("benchmarks", "ngram"),
-        "dedup": ("dedup_threshold", "near_dedup"), "distill": (), "quality": ("quality",),
-        "difficulty": ("tokenizer", "solvers", "solver_outputs", "solver_max_thinking_tokens", "solver_max_answer_tokens", "solver_missing"),
-        "domains": ("domains", "domain_default", "llm_model"), "select": ("select_method", "n", "seed", "select_half_life"),
-    }[stage]
-    full = to_dict(cfg)
-    params: dict[str, Any] = {k: full[k] for k in keys}
+    other_stages = tuple(name for name, owner in FIELD_STAGE.items() if owner != stage)
+    params: dict[str, Any] = stage_settings(cfg, NOT_OUTPUT_FIELDS + other_stages)
     if stage == "collect":  # local files: their bytes are part of the input
         params["files"] = {s["path"]: file_hash(Path(s["path"])) for s in cfg.sources if s.get("path")}
     if stage == "decontaminate":

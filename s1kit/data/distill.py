@@ -34,20 +34,19 @@ import json
 import logging
 import os
 import random
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from s1kit.data.rows import Row, iter_jsonl
+from s1kit.data.teacher_reply import Malformed, parse_chat_response, split_thinking, usage_of  # noqa: F401
 from s1kit.forcing.validation import ConfigError, check_choice, check_float, check_int
 from s1kit.http import Retry, RetriesExhausted, apost_json, async_client
 from s1kit.io import JsonlAppender, scan_jsonl, write_json_atomic, write_jsonl_atomic
 
 logger = logging.getLogger(__name__)
 
-THINK_BLOCK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.DOTALL)
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -238,65 +237,6 @@ def messages_for(question: str, cfg: DistillConfig) -> list[dict[str, str]]:
     user = cfg.prompt_template.replace("{question}", question)
     system = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
     return system + [{"role": "user", "content": user}]
-
-
-# ---------------------------------------------------------------------------------------------
-# parsing a response
-# ---------------------------------------------------------------------------------------------
-
-
-class Malformed(ValueError):
-    """A response that cannot give a trace and an attempt; ``reason`` is the drop reason."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-def split_thinking(message: Mapping[str, Any]) -> tuple[str, str]:
-    """(thinking, attempt) from a chat message: ``reasoning_content``/``reasoning`` or inline <think>."""
-    content = message.get("content")
-    if content is not None and not isinstance(content, str):
-        raise Malformed("malformed:content_not_text")
-    content = content or ""
-    thinking = message.get("reasoning_content") or message.get("reasoning")
-    if thinking is not None and not isinstance(thinking, str):
-        raise Malformed("malformed:reasoning_not_text")
-    if not thinking:
-        match = THINK_BLOCK.match(content)
-        if match is None:
-            raise Malformed("no_thinking")
-        thinking, content = match.group(1), content[match.end():]
-    thinking, attempt = thinking.strip(), content.strip()
-    if not thinking:
-        raise Malformed("empty_thinking")
-    if not attempt:
-        raise Malformed("empty_attempt")
-    return thinking, attempt
-
-
-def parse_chat_response(body: Any) -> tuple[str, str, str | None, dict[str, int]]:
-    """(thinking, attempt, finish_reason, usage) of a chat completion body, else :class:`Malformed`."""
-    if not isinstance(body, dict):
-        raise Malformed("malformed:not_an_object")
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise Malformed("malformed:no_choices")
-    message = choices[0].get("message")
-    if not isinstance(message, dict):
-        raise Malformed("malformed:no_message")
-    thinking, attempt = split_thinking(message)
-    return thinking, attempt, choices[0].get("finish_reason"), usage_of(body.get("usage"))
-
-
-def usage_of(usage: Any) -> dict[str, int]:
-    if not isinstance(usage, dict):
-        return {}
-    details = usage.get("completion_tokens_details") or {}
-    out = {k: usage[k] for k in ("prompt_tokens", "completion_tokens") if isinstance(usage.get(k), int)}
-    if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
-        out["reasoning_tokens"] = details["reasoning_tokens"]
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

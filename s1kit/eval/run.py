@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from s1kit.config import check_input_file, check_model_path, check_tokenizer_path, check_output_dir
+from s1kit.config import BackendGroup, ModelGroup, PromptGroup, RunGroup, check_groups
 from s1kit.eval.methods import grade_sample, sample_row  # noqa: F401  (the stage's row API)
 from s1kit.forcing import BudgetPolicy
-from s1kit.io import JsonlAppender, iter_rows, scan_jsonl, write_json_atomic, write_jsonl_atomic
-from s1kit.stagecache import check_resume, model_identity, record_settings, stage_settings
+from s1kit.eval.resume import done_problems, drop_incomplete, expected_points, open_samples, read_samples
+from s1kit.io import write_json_atomic
+from s1kit.stagecache import record_settings
 from s1kit.forcing.validation import ConfigError, check_choice, check_float, check_int
 
 log = logging.getLogger(__name__)
@@ -48,17 +49,15 @@ def _doc(text: str) -> dict[str, str]:
 
 
 @dataclass
-class EvalConfig:
-    """What to evaluate, on which budgets and baselines, and where results go."""
+class EvalConfig(RunGroup, PromptGroup, BackendGroup, ModelGroup):
+    """What to evaluate, on which budgets and baselines, and where results go (model, backend and
+    prompt fields: the shared groups of s1kit.config)."""
 
-    model: str = field(default="", metadata=_doc("Local model folder or Hub id."))
-    revision: str | None = field(default=None, metadata=_doc("Model revision (commit) to pin."))
     benchmarks: tuple[str, ...] = field(default=("math500",), metadata=_doc(
         "Benchmarks: aime24, aime25, math500, amc23, gpqa_diamond, synth, synth:<family>[+<family>]."))
     data: tuple[str, ...] = field(default=(), metadata=_doc("Local files as name=path (else the Hub)."))
     data_revision: str | None = field(default=None, metadata=_doc(
         "Hub dataset revision to pin (recorded in results.json; unpinned loads log a warning)."))
-    limit: int | None = field(default=None, metadata=_doc("First N problems of each benchmark."))
     synth_n: int = field(default=50, metadata=_doc("synth benchmarks: problems per task family. Range: >= 1."))
     synth_seed: int = field(default=1234, metadata=_doc(
         "synth benchmarks: generation seed (use one the training data did not). Range: >= 0."))
@@ -86,25 +85,6 @@ class EvalConfig:
     rejection_temperature: float = field(default=1.0, metadata=_doc(
         "Sampling temperature of rejection sampling. Range: (0, 100]."))
     output_dir: str = field(default="runs/eval", metadata=_doc("Where samples, results and plots go."))
-    chat_template: str = field(default="auto", metadata=_doc("auto, chatml or none."))
-    system_prompt: str | None = field(default=None, metadata=_doc("System turn for chat templates."))
-    batch_size: int = field(default=8, metadata=_doc("Sequences decoded together (vllm: its max_num_seqs)."))
-    backend: str = field(default="hf", metadata=_doc(
-        "hf (transformers, shared-prefix sweeps, default), reference (s1's multi-round algorithm, greedy), openai "
-        "(any OpenAI-compatible server: --base-url, --model = the served name, --tokenizer), vllm (budget forcing "
-        "inside vLLM, extra: vllm; every sweep point is its own request, vLLM's prefix cache shares the prompt) or "
-        "vllm-multiround (s1's multi-round algorithm on vLLM)."))
-    base_url: str | None = field(default=None, metadata=_doc("openai backend: the server's root URL."))
-    tokenizer: str | None = field(default=None, metadata=_doc(
-        "openai backend: local tokenizer (folder or Hub id) of the served model."))
-    api_key_env: str | None = field(default=None, metadata=_doc(
-        "openai backend: environment variable holding the API key (never logged or stored)."))
-    tensor_parallel_size: int = field(default=1, metadata=_doc("vllm backends: GPUs per model. Range: >= 1."))
-    engine_args: tuple[str, ...] = field(default=(), metadata=_doc(
-        "vllm backends: more vllm.LLM arguments as key=value, values read as YAML "
-        "(gpu_memory_utilization=0.9,max_model_len=32768)."))
-    device: str | None = field(default=None, metadata=_doc("cpu, cuda ... (default: cuda if present)."))
-    dtype: str | None = field(default=None, metadata=_doc("float32, bfloat16 ... (default by device)."))
     grade_timeout_s: float = field(default=5.0, metadata=_doc("Per-sample math-verify timeout (seconds)."))
     judge_model: str | None = field(default=None, metadata=_doc(
         "LLM judge (optional grader tier): model name at an OpenAI-compatible endpoint (extra: api)."))
@@ -115,21 +95,9 @@ class EvalConfig:
         "When the judge decides: undecided (offline tiers could not), incorrect, always."))
     judge_cache: str | None = field(default=None, metadata=_doc(
         "Judge cache file; None: <output_dir>/judge_cache.sqlite."))
-    progress: bool = field(default=True, metadata=_doc("Show progress bars."))
 
     def __post_init__(self) -> None:
-        if not self.model:
-            raise ConfigError("model", self.model, "a local model folder or a Hub id")
-        check_choice("chat_template", self.chat_template, ("auto", "chatml", "none"))
-        check_int("batch_size", self.batch_size, 1)
-        from s1kit.generate import check_engine_args
-
-        from s1kit.backends import NAMES
-
-        check_choice("backend", self.backend, NAMES)
-        check_engine_args(self)
-        if self.limit is not None:
-            check_int("limit", self.limit, 1)
+        check_groups(self)
         check_int("synth_n", self.synth_n, 1)
         check_int("synth_seed", self.synth_seed, 0)
         try:
@@ -205,7 +173,7 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
 
     out_dir = Path(cfg.output_dir)
     samples_path = out_dir / "samples.jsonl"
-    scan, settings = _open_samples(cfg, policy, samples_path)
+    scan, settings = open_samples(cfg, policy, samples_path)
     if backend is None:
         from s1kit.generate import make_backend
 
@@ -229,13 +197,11 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
     finally:
         if judge is not None:
             judge.close()
-    samples = [s for s in _read_samples(samples_path) if (s["benchmark"], s["id"]) in problems]
+    samples = [s for s in read_samples(samples_path) if (s["benchmark"], s["id"]) in problems]
     results = summarise(samples, policy.min_thinking_tokens, method_names=_method_names(cfg))
     results.update(config=_plain(cfg), policy=policy.to_dict(), datasets=datasets,
                    dataset_hashes={k: v["sha256"] for k, v in datasets.items()}, versions=_versions(),
                    grading=_grading_counts(samples))
-    results["backend"] = {"name": cfg.backend, "exact_ids": bool(getattr(backend, "exact_ids", True)),
-                          **backend.stats()}
     if judge is not None:
         results["judge"] = {"model": cfg.judge_model, "when": cfg.judge_when, "http_calls": judge.http_calls,
                             "cache_hits": judge.cache_hits}
@@ -243,31 +209,6 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
     write_json_atomic(out_dir / "results.json", results)
     write_report(results, out_dir)
     return results
-
-
-def check_paths(cfg: EvalConfig) -> None:
-    """Every file and folder the run needs, checked before any model is loaded (ConfigError)."""
-    if cfg.backend == "openai":  # the server holds the model; the tokenizer is local
-        check_tokenizer_path("tokenizer", cfg.tokenizer or "")
-    else:
-        check_model_path("model", cfg.model)
-    check_output_dir("output_dir", cfg.output_dir)
-    for item in cfg.data:
-        check_input_file("data", item.split("=", 1)[1])
-
-
-def _open_samples(cfg: EvalConfig, policy: BudgetPolicy, samples_path: Path):
-    """Scan the samples and check the settings they were made with; reads only (a refused rerun
-    leaves every file as it was). Returns the scan and the settings to record."""
-    check_paths(cfg)
-    scan = scan_jsonl(samples_path, check=_sample_key)
-    settings = check_resume(samples_path.parent / "settings.json", _row_settings(cfg, policy), scan.size > 0,
-                            "output_dir", cfg.output_dir)
-    return scan, settings
-
-
-def _sample_key(row: dict[str, Any]) -> tuple:
-    return str(row["benchmark"]), str(row["id"]), _point(row)
 
 
 def _make_judge(cfg: EvalConfig):
@@ -301,10 +242,10 @@ def _evaluate(cfg: EvalConfig, policy: BudgetPolicy, backend, rows, samples_path
         raise ConfigError("budgets", budgets, "integers (give --budgets when max_thinking_tokens is 'auto')")
     if budgets == [None] and (cfg.majority_n and cfg.majority_budget is None or cfg.prompt_mode != "none"):
         raise ConfigError("budgets", [], "a budget for majority voting (or --majority-budget) and conditional prompts")
-    expected = _expected_points(cfg, budgets)
+    expected = expected_points(cfg, budgets)
     bench = rows[0]["benchmark"]
-    done = _done_problems(_read_samples(samples_path), bench, expected)
-    _drop_incomplete(samples_path, bench, done, expected)
+    done = done_problems(read_samples(samples_path), bench, expected)
+    drop_incomplete(samples_path, bench, done, expected)
     from s1kit.eval.methods import run_budget_forcing, run_majority, run_rejection
 
     runners = {"budget_forcing": run_budget_forcing, "majority_voting": run_majority,
@@ -316,74 +257,6 @@ def _evaluate(cfg: EvalConfig, policy: BudgetPolicy, backend, rows, samples_path
                      len(rows) - len(todo), len(rows))
         if todo:
             runners[method](cfg, policy, backend, todo, budgets, samples_path, judge)
-
-
-def _expected_points(cfg: EvalConfig, budgets: list[int]) -> dict[str, set[tuple]]:
-    """Per configured method, the (budget, waits, sample) keys every problem must have."""
-    expected = {"budget_forcing": {(b, w, None) for b in budgets for w in cfg.wait_list()}}
-    if cfg.majority_n:
-        cap = cfg.majority_budget or max(budgets)
-        expected["majority_voting"] = {(cap, 0, j) for j in range(cfg.majority_n)}
-    if cfg.rejection_budgets:
-        expected["rejection_sampling"] = {(int(b), 0, None) for b in cfg.rejection_budgets}
-    return expected
-
-
-def _point(row: dict[str, Any]) -> tuple:
-    return row.get("budget"), row.get("waits"), row.get("sample")
-
-
-def _done_problems(samples: list[dict[str, Any]], bench: str, expected: dict[str, set[tuple]]) -> set[tuple[str, str]]:
-    """(method, id) of the benchmark's problems with every expected row of a method present."""
-    from s1kit.eval.summary import method_of
-
-    present: dict[tuple[str, str], set[tuple]] = {}
-    for r in samples:
-        if r["benchmark"] == bench:
-            present.setdefault((method_of(r), r["id"]), set()).add(_point(r))
-    return {key for key, points in present.items() if key[0] in expected and expected[key[0]] <= points}
-
-
-def _drop_incomplete(path: Path, bench: str, done: set[tuple[str, str]], expected: dict[str, set[tuple]]) -> None:
-    """Rewrite the samples keeping, for this benchmark, only complete (method, problem)s and the
-    configured points (and no torn line), so what a crash cut short is regenerated without
-    duplicate rows; other benchmarks' rows are kept as they are."""
-    if not path.exists():
-        return
-    from s1kit.eval.summary import method_of
-
-    def keep(r: dict[str, Any]) -> bool:
-        if r["benchmark"] != bench:
-            return True
-        method = method_of(r)
-        return (method, r["id"]) in done and _point(r) in expected[method]
-
-    rows = _read_samples(path)
-    kept = [r for r in rows if keep(r)]
-    if len(kept) < len(rows):
-        log.info("%s: dropping %d rows of incomplete or unconfigured points (regenerated if configured)",
-                 bench, len(rows) - len(kept))
-        write_jsonl_atomic(path, kept)
-
-
-def _read_samples(path: Path) -> list[dict[str, Any]]:
-    """The valid rows (bad lines were set aside by the resume scan; see s1kit.io)."""
-    return list(iter_rows(path))
-
-
-# Fields that choose which rows a run needs or how fast it runs, not what a row holds: a resumed
-# run may change them (problems already done under other budgets simply gain the new points).
-_NOT_ROW_SETTINGS = frozenset({"benchmarks", "data", "limit", "synth_n", "budgets", "waits", "majority_n",
-                               "rejection_budgets", "rejection_max_attempts", "output_dir", "batch_size",
-                               "tensor_parallel_size", "engine_args", "device", "progress", "judge_api_key_env",
-                               "judge_cache", "model", "revision", "base_url", "api_key_env"})
-
-
-def _row_settings(cfg: EvalConfig, policy: BudgetPolicy) -> dict[str, Any]:
-    """What decides a sample row's content: the model's identity, decoding, prompts and grading."""
-    swept = {"max_thinking_tokens", "num_ignore"}  # budgets and waits label each row
-    return stage_settings(cfg, _NOT_ROW_SETTINGS, model=model_identity(cfg.model, cfg.revision),
-                          policy={k: v for k, v in policy.to_dict().items() if k not in swept})
 
 
 def _plain(cfg: EvalConfig) -> dict[str, Any]:

@@ -27,7 +27,6 @@ changed before running it again (so no resumable step inside picks up rows of th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -46,13 +45,9 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------
 
 
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 class Stages:
-    """Runs named stages once: a stage whose params (including its upstream stages' hashes) match
-    its ``stage.json`` is skipped and its recorded outputs are returned."""
+    """Runs named stages once: a stage whose params (including its upstream stages' keys) match
+    its ``stage.json`` is skipped and its recorded outputs are returned (s1kit.stagecache)."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -61,31 +56,30 @@ class Stages:
 
     def run(self, name: str, params: dict[str, Any], upstream: list[str], fn: Callable[[Path], dict[str, Any]]
             ) -> dict[str, Any]:
+        from s1kit.stagecache import StageRecord, settings_key
+
         folder = self.root / name
-        record_path = folder / "stage.json"
-        key = _hash({"params": params, "upstream": [self.done[u]["key"] for u in upstream]})
-        if record_path.exists():
-            record = json.loads(record_path.read_text())
-            if record.get("key") == key:
-                log.info("stage %s: unchanged, reusing %s", name, folder)
-                self.skipped.append(name)
-                self.done[name] = record
-                return record["outputs"]
-        pending_path = folder / "stage.pending.json"
-        if any(json.loads(p.read_text()).get("key") != key for p in (record_path, pending_path) if p.exists()):
+        cache = StageRecord(folder)
+        key = settings_key({"params": params, "upstream": [self.done[u]["key"] for u in upstream]}, length=16)
+        record = cache.finished(key)
+        if record is not None:
+            log.info("stage %s: unchanged, reusing %s", name, folder)
+            self.skipped.append(name)
+            self.done[name] = record
+            return record["outputs"]
+        if cache.stale(key):
             # outputs of other parameters: resumable steps inside the stage (eval samples, ...)
             # would otherwise pick up their rows
             log.info("stage %s: parameters changed, clearing %s", name, folder)
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        pending_path.write_text(json.dumps({"key": key, "params": params}, indent=2, default=str))
+        cache.start(key, params)
         log.info("stage %s: running", name)
         start = time.perf_counter()
         outputs = fn(folder)
         record = {"key": key, "params": params, "upstream": upstream, "outputs": outputs,
                   "seconds": round(time.perf_counter() - start, 1)}
-        record_path.write_text(json.dumps(record, indent=2, default=str))
-        pending_path.unlink()
+        cache.finish(record)
         self.done[name] = record
         return outputs
 
