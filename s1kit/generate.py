@@ -202,9 +202,9 @@ def check_engine_args(cfg) -> None:
     for name in ("base_url", "tokenizer", "api_key_env"):
         if not remote and getattr(cfg, name) is not None:
             raise ConfigError(name, getattr(cfg, name), "unset unless backend is openai")
-    if remote and (cfg.device is not None or cfg.dtype is not None or cfg.revision is not None):
-        raise ConfigError("device", cfg.device, "unset with backend openai (the server holds the model), as are "
-                          "dtype and revision")
+    for name in ("device", "dtype", "revision"):
+        if remote and getattr(cfg, name) is not None:
+            raise ConfigError(name, getattr(cfg, name), "unset with backend openai (the server holds the model)")
 
 
 BACKEND_FIELDS = ("model", "revision", "batch_size", "device", "dtype", "tensor_parallel_size", "engine_args",
