@@ -46,12 +46,15 @@ The three steps live in :mod:`s1kit.eval.extraction`, :mod:`s1kit.eval.normalisa
 from __future__ import annotations
 
 import importlib.util  # noqa: F401  (tests patch find_spec through this module)
+import logging
 
 from s1kit.eval.extraction import (ANSWER_DELIMITER, BARE_MAX_CHARS, END_DELIMITERS, KINDS, THINK_END, Extraction,
                                    extract_answer, final_answer_region, last_boxed, letter_of)
 from s1kit.eval.normalisation import exact_key, normalise
 from s1kit.eval.verification import (INSTALL_HINT, Grade, WorkerCrashed, grade_answer, require_math_verify,
                                      run_in_worker, shutdown_worker)
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ANSWER_DELIMITER", "BARE_MAX_CHARS", "END_DELIMITERS", "INSTALL_HINT", "KINDS", "THINK_END", "Extraction",
            "Grade", "WorkerCrashed", "exact_key", "extract_answer", "final_answer_region", "grade", "grade_answer",

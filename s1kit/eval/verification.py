@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from s1kit.eval.extraction import _check_kind, letter_of
-from s1kit.eval.normalisation import exact_key, normalise
+from s1kit.eval.normalisation import _INTEGER, _WHOLE_DECIMAL, exact_key, normalise
 
 logger = logging.getLogger(__name__)
 

@@ -120,7 +120,8 @@ def replay(cp: CompiledPolicy, max_thinking: int | None, tokens: Sequence[int],
             raise ReplayError(f"output position {j}: id {tok} is a stop the machine suppresses, yet vLLM "
                               "emitted it (was the s1kit logits processor applied?)")
         if s.feed != tok:
-            raise ReplayError(f"output position {j}: the machine feeds id {s.feed}, vLLM emitted {tok}")
+            after = " after a stop" if s.suppressed else ""
+            raise ReplayError(f"output position {j}: the machine forces id {s.feed}{after}, vLLM emitted {tok}")
     return m, []
 
 
