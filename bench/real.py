@@ -39,7 +39,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
 
@@ -99,14 +98,13 @@ def load_model():
 
 
 def load_prompts(tok, n: int) -> list[list[int]]:
+    """bench/forcing.py's MATH500 problems through the model's own chat template."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from forcing import problems
+
     from s1kit.formats import render_prompt_ids
 
-    path = SHARED / "data/benchmarks/math500.jsonl"
-    if path.exists():
-        problems = [json.loads(line)["problem"] for line in open(path, encoding="utf-8")][:n]
-    else:
-        problems = [f"Compute {i} * {i + 7} and explain. " * (1 + i % 4) for i in range(n)]
-    return [render_prompt_ids(tok, p[:600], "auto") for p in problems]
+    return [render_prompt_ids(tok, p, "auto") for p in problems(n)]
 
 
 def weight_figures(model) -> tuple[int, int]:
