@@ -37,16 +37,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
-def load_prompts(tok, n: int) -> list[list[int]]:
-    """Chat prompts of MATH500 problems (varied lengths), or synthetic ones without ../shared."""
+def problems(n: int) -> list[str]:
+    """MATH500 problems (varied lengths, cut at 600 characters), or synthetic ones without ../shared."""
     path = SHARED / "data/benchmarks/math500.jsonl"
     if path.exists():
-        problems = [json.loads(line)["problem"] for line in open(path, encoding="utf-8")][:n]
-    else:
-        problems = [f"Compute {i} * {i + 7} and explain. " * (1 + i % 4) for i in range(n)]
+        return [json.loads(line)["problem"][:600] for line in open(path, encoding="utf-8")][:n]
+    return [f"Compute {i} * {i + 7} and explain. " * (1 + i % 4) for i in range(n)]
+
+
+def load_prompts(tok, n: int) -> list[list[int]]:
+    """ChatML prompts of :func:`problems`."""
     from s1kit.formats import chatml
 
-    return [tok.encode(chatml(p[:600]), add_special_tokens=False) for p in problems]
+    return [tok.encode(chatml(p), add_special_tokens=False) for p in problems(n)]
 
 
 def build_model(tok):

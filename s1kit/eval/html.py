@@ -84,17 +84,18 @@ def verdict_kind(text: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _md_inline(parts: Cell) -> str:
+def _inline(parts: Cell, style: dict) -> str:
+    """Inline parts through ``style``: {type: text -> str} (str for plain text)."""
     parts = parts if isinstance(parts, list) else [parts]
-    out = []
-    for p in parts:
-        if isinstance(p, (Strong, Verdict)):
-            out.append(f"**{p.text}**")
-        elif isinstance(p, Code):
-            out.append(f"`{p.text}`")
-        else:
-            out.append(str(p))
-    return "".join(out)
+    return "".join(style[type(p)](p) if type(p) in style else style[str](str(p)) for p in parts)
+
+
+_MD = {Strong: lambda p: f"**{p.text}**", Verdict: lambda p: f"**{p.text}**", Code: lambda p: f"`{p.text}`",
+       str: lambda text: text}
+
+
+def _md_inline(parts: Cell) -> str:
+    return _inline(parts, _MD)
 
 
 def to_markdown(doc: list[Block]) -> str:
@@ -145,19 +146,13 @@ def _esc(text: str) -> str:
     return html.escape(str(text), quote=True)
 
 
+_HTML = {Verdict: lambda p: f'<span class="badge {_esc(p.kind)}">{_esc(p.text)}</span>',
+         Strong: lambda p: f"<strong>{_esc(p.text)}</strong>", Code: lambda p: f"<code>{_esc(p.text)}</code>",
+         str: lambda text: _esc(text)}
+
+
 def _html_inline(parts: Cell) -> str:
-    parts = parts if isinstance(parts, list) else [parts]
-    out = []
-    for p in parts:
-        if isinstance(p, Verdict):
-            out.append(f'<span class="badge {_esc(p.kind)}">{_esc(p.text)}</span>')
-        elif isinstance(p, Strong):
-            out.append(f"<strong>{_esc(p.text)}</strong>")
-        elif isinstance(p, Code):
-            out.append(f"<code>{_esc(p.text)}</code>")
-        else:
-            out.append(_esc(p))
-    return "".join(out)
+    return _inline(parts, _HTML)
 
 
 def _numeric_columns(table: Table) -> set[int]:

@@ -14,7 +14,7 @@ import pytest
 
 from s1kit.gguf import smollm2_gguf
 
-pytestmark = pytest.mark.real
+pytestmark = [pytest.mark.real, pytest.mark.timeout(1800)]  # a loaded shared CPU: minutes per test
 
 REPO = Path(__file__).resolve().parents[2]
 

