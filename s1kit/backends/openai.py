@@ -91,7 +91,9 @@ class RemoteBackend(MachineFactory):
         if isinstance(tokenizer, str):
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+            from s1kit.gguf import resolve_model
+
+            tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer))
         self.tokenizer = tokenizer
         self.codec = HFCodec(tokenizer)
         root = base_url.rstrip("/")

@@ -51,7 +51,9 @@ def load_length_tokenizer(name: str) -> Any:
         return CharTokenizer()
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(name)
+    from s1kit.gguf import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model(name))
 
 
 def token_lengths(texts: Sequence[str], tokenizer: Any, batch_size: int = 512) -> list[int]:

@@ -74,7 +74,9 @@ def load_tokenizer(cfg: TrainConfig):
         return bytes_chat_tokenizer()
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(source, revision=cfg.revision if source == cfg.model else None)
+    from s1kit.gguf import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(source), revision=cfg.revision if source == cfg.model else None)
     if tok.pad_token is None:
         log.info("the tokenizer has no pad token: padding with %s (padding never carries loss)", tok.eos_token)
         tok.pad_token = tok.eos_token
@@ -96,7 +98,10 @@ def load_model(cfg: TrainConfig, tokenizer: Any, end_of_turn: str):
         from transformers import AutoModelForCausalLM
 
         kwargs = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
-        model = AutoModelForCausalLM.from_pretrained(cfg.model, revision=cfg.revision, dtype=getattr(torch, cfg.dtype),
+        from s1kit.gguf import resolve_model
+
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(cfg.model), revision=cfg.revision,
+                                                     dtype=getattr(torch, cfg.dtype),
                                                      **kwargs)
     vocab = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > vocab:
