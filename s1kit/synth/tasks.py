@@ -60,9 +60,8 @@ class Family:
 # add_chain: single digits summed modulo 10 (the calibration task)
 # --------------------------------------------------------------------------------------------
 
-# level 4 (the evaluation level) spans several lengths, so that a thinking cap shared by all problems
-# finishes some of them and not others (the accuracy curve then rises with the cap)
-_CHAIN_TERMS = {1: (2, 3), 2: (4, 5), 3: (6, 7), 4: (5, 9)}
+# (issue 14 measured level 4 = 5-9 terms with the verifying teacher: docs/learnability.md, finding 9)
+_CHAIN_TERMS = {1: (2, 3), 2: (4, 5), 3: (6, 7), 4: (8, 9)}
 
 
 def _add_chain_make(rng: random.Random, level: int) -> dict[str, Any]:
@@ -249,7 +248,7 @@ LINEAR_EQ = Family(
 # count_letter: "How many r in raspberry?"
 # --------------------------------------------------------------------------------------------
 
-_WORD_LEN = {1: (4, 6), 2: (7, 9), 3: (10, 12), 4: (8, 16)}  # level 4: varied lengths (see _CHAIN_TERMS)
+_WORD_LEN = {1: (4, 6), 2: (7, 9), 3: (10, 12), 4: (13, 16)}  # issue 14 measured 8-16 (finding 9)
 WORDS = ("raspberry", "strawberry", "banana", "bookkeeper", "mississippi", "committee", "parallel",
          "assessment", "tomorrow", "necessary", "occurrence", "difference", "successful", "embarrass",
          "possession", "programming", "letter", "balloon", "coffee", "pepper", "cheese", "apple",

@@ -390,15 +390,17 @@ def _run(problem: Problem, layout: str, fault: int | None, rng: random.Random) -
 
 
 def solve(problem: Problem, layout: str | None = None, mistake_rate: float = 0.0,
-          correction_rate: float | None = None, check_rate: float = 0.5, seed: int = 0) -> Trace:
+          correction_rate: float | None = None, check_rate: float = 0.5, seed: int = 0,
+          verify: bool = False) -> Trace:
     """The teacher's trace for one problem (deterministic in ``seed`` and ``problem.id``).
 
     Each trace draws one uniform number u: u < mistake_rate -> an uncaught mistake, then
     u < mistake_rate + correction_rate -> a caught one; so the two rates must sum to <= 1.
     """
     layout = layout or default_layout(problem.family)
+    verify = verify and verifies(problem.family, layout)  # checks that re-read the question (opt-in)
     if correction_rate is None:  # the families whose checks re-read the question catch mis-copies
-        correction_rate = CORRECTION_RATE if verifies(problem.family, layout) else 0.0
+        correction_rate = CORRECTION_RATE if verify else 0.0
     for name, rate in (("mistake_rate", mistake_rate), ("correction_rate", correction_rate),
                        ("check_rate", check_rate)):
         if not 0.0 <= rate <= 1.0:
@@ -412,7 +414,7 @@ def solve(problem: Problem, layout: str | None = None, mistake_rate: float = 0.0
     clean, answer = _run(problem, layout, None, rng)
     if answer != problem.answer:
         raise AssertionError(f"teacher got {answer!r} for {problem.id}, want {problem.answer!r}")
-    if verifies(problem.family, layout):
+    if verify:
         return _solve_verified(problem, layout, clean, u, mistake_rate, correction_rate, check_rate, rng)
     lines, mistake, corrected = list(clean.lines), False, False
     if u < mistake_rate + correction_rate and clean.steps:
@@ -473,13 +475,14 @@ def _solve_verified(problem: Problem, layout: str, clean: Tape, u: float, mistak
 
 
 def teacher_rows(problems: Iterable[Problem], layout: str | None = None, mistake_rate: float = 0.0,
-                 correction_rate: float | None = None, check_rate: float = 0.5, seed: int = 0) -> list[dict[str, Any]]:
+                 correction_rate: float | None = None, check_rate: float = 0.5, seed: int = 0,
+                 verify: bool = False) -> list[dict[str, Any]]:
     """Rows in the common schema (id, question, solution, answer, source, domain, cot_type,
     metadata) plus the teacher fields ``thinking``, ``attempt`` and ``teacher_correct``."""
     rows = []
     for p in problems:
         fam = get_family(p.family)
-        t = solve(p, layout, mistake_rate, correction_rate, check_rate, seed)
+        t = solve(p, layout, mistake_rate, correction_rate, check_rate, seed, verify)
         rows.append({
             "id": p.id, "question": p.question, "solution": t.thinking, "answer": p.answer,
             "source": f"synth/{p.family}", "domain": fam.domain, "cot_type": "math",

@@ -24,7 +24,7 @@ def test_checks_reread_the_question_and_end_with_the_answer(family):
     problems = generate(family, 300, seed=3, levels=(4,))
     counts = Counter()
     for p in problems:
-        t = solve(p, correction_rate=0.0, check_rate=0.5, seed=1)
+        t = solve(p, correction_rate=0.0, check_rate=0.5, seed=1, verify=True)
         checks = _checks(t.thinking)
         counts[len(checks)] += 1
         assert t.checks == len(checks) <= 2 and t.correct
@@ -42,7 +42,7 @@ def test_checks_reread_the_question_and_end_with_the_answer(family):
 
 @pytest.mark.parametrize("family", VERIFIED)
 def test_a_caught_miscopy_is_corrected_by_the_first_check(family):
-    rows = teacher_rows(generate(family, 200, seed=0, levels=(4,)), correction_rate=1.0, check_rate=0.0)
+    rows = teacher_rows(generate(family, 200, seed=0, levels=(4,)), correction_rate=1.0, check_rate=0.0, verify=True)
     fixed = [r for r in rows if r["metadata"]["corrected"]]
     assert len(fixed) > 180 and all(r["teacher_correct"] for r in rows)
     for r in fixed:
@@ -61,7 +61,8 @@ def _terms(question: str) -> list[int]:
 
 def test_default_correction_rate_only_for_the_verified_families():
     assert verifies("add_chain", "grid") and not verifies("add_chain", "running") and not verifies("gcd", "grid")
-    rows = teacher_rows(generate("count_letter", 2000, seed=0, levels=(4,)), seed=0)
+    rows = teacher_rows(generate("count_letter", 2000, seed=0, levels=(4,)), seed=0, verify=True)
     share = sum(r["metadata"]["corrected"] for r in rows) / len(rows)
     assert 0.03 < share < 0.07
-    assert not any(r["metadata"]["corrected"] for r in teacher_rows(generate("gcd", 300, seed=0)))
+    assert not any(r["metadata"]["corrected"] for r in teacher_rows(generate("gcd", 300, seed=0), verify=True))
+    assert not any(r["metadata"]["corrected"] for r in teacher_rows(generate("add_chain", 300, seed=0)))
