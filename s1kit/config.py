@@ -294,11 +294,14 @@ class ModelGroup:
     device: str | None = dataclasses.field(default=None, metadata=_doc(
         "cpu, cuda, cuda:1 ... (default: cuda if present)."))
     dtype: str | None = dataclasses.field(default=None, metadata=_doc(
-        "float32, bfloat16 ... (default: fp32 on CPU, bf16 on GPU)."))
+        "float32, bfloat16, float16 or auto (bf16 on a CPU with AMX, detected; fp32 on other CPUs; bf16 "
+        "on GPU). Default: fp32 on CPU, bf16 on GPU."))
 
     def check_model_group(self) -> None:
         if not self.model:
             raise ConfigError("model", self.model, "a local model folder or a Hub id")
+        if self.dtype is not None:
+            check_choice("dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
 
 
 @dataclasses.dataclass

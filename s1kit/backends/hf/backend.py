@@ -54,7 +54,7 @@ class HFBackend(MachineFactory):
 
         name_or_path = resolve_model(name_or_path)
         dev = torch.device(device) if device else default_device()
-        torch_dtype = getattr(torch, dtype) if dtype else default_dtype(dev)
+        torch_dtype = getattr(torch, dtype) if dtype and dtype != "auto" else default_dtype(dev, dtype == "auto")
         tok = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, revision=revision, dtype=torch_dtype,
                                                      trust_remote_code=trust_remote_code).to(dev)

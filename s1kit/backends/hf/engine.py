@@ -25,13 +25,16 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def default_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on GPU; on CPU bf16 only where it is fast (AMX, detected: s1kit.hardware), else fp32."""
+def default_dtype(device: torch.device, auto: bool = False) -> torch.dtype:
+    """bf16 on GPU, fp32 on CPU; with ``auto`` (``--dtype auto``) bf16 on a CPU where it is fast
+    (AMX, detected by s1kit.hardware) and fp32 elsewhere."""
     if device.type == "cuda":
         return torch.bfloat16
-    from s1kit.hardware import auto_cpu_dtype
+    if auto:
+        from s1kit.hardware import auto_cpu_dtype
 
-    return auto_cpu_dtype()
+        return auto_cpu_dtype()
+    return torch.float32
 
 
 def cache_keyword(model: Any) -> str:
