@@ -33,7 +33,7 @@ from s1kit.backends.base import Request
 from s1kit.serve.detok import Delta, _Segment, _StreamState, final_texts  # noqa: F401 (re-exported)
 from s1kit.forcing import (AUTO, BudgetMachine, BudgetPolicy, CompiledPolicy, ConfigError, Phase, PromptTooLong,
                            SequenceResult)
-from s1kit.forcing.machine import Decision
+from s1kit.forcing.machine import Decision, PolicyCache
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +228,7 @@ class EngineService:
         self._active: dict[int, Job] = {}
         self._cancelled: set[int] = set()
         self._tags = itertools.count(1)
-        self._compiled: OrderedDict[Any, CompiledPolicy] = OrderedDict()
-        self._compile_lock = threading.Lock()
+        self._compiled = PolicyCache(self.codec, maxsize=self.COMPILE_CACHE)
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.crashes = 0
@@ -272,18 +271,7 @@ class EngineService:
 
     def compile(self, policy: BudgetPolicy, eos_ids: Sequence[int]) -> CompiledPolicy:
         """A compiled policy from a bounded LRU cache (per-request policies must not leak)."""
-        key = (policy, tuple(eos_ids))
-        with self._compile_lock:
-            cp = self._compiled.get(key)
-            if cp is not None:
-                self._compiled.move_to_end(key)
-                return cp
-        cp = CompiledPolicy(policy, self.codec, list(eos_ids))
-        with self._compile_lock:
-            self._compiled[key] = cp
-            while len(self._compiled) > self.COMPILE_CACHE:
-                self._compiled.popitem(last=False)
-        return cp
+        return self._compiled.get(policy, eos_ids)
 
     def prepare(self, prompt_ids: Sequence[int], policy: BudgetPolicy, *, max_tokens: int,
                 stop_ids: Sequence[int] = (), ignore_eos: bool = False, min_tokens: int = 0) -> ServeMachine:
