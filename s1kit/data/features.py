@@ -297,9 +297,9 @@ class LLMLabeler:
         import os
         import random
 
-        from s1kit.data.distill import RETRY_STATUSES, _httpx
+        from s1kit.http import RETRY_STATUSES, httpx_module
 
-        httpx = _httpx()
+        httpx = httpx_module()
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         sem, rng = asyncio.Semaphore(self.concurrency), random.Random()

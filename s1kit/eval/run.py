@@ -202,6 +202,8 @@ def run_eval(cfg: EvalConfig, policy: BudgetPolicy, backend=None) -> dict[str, A
     results.update(config=_plain(cfg), policy=policy.to_dict(), datasets=datasets,
                    dataset_hashes={k: v["sha256"] for k, v in datasets.items()}, versions=_versions(),
                    grading=_grading_counts(samples))
+    results["backend"] = {"name": cfg.backend, "exact_ids": bool(getattr(backend, "exact_ids", True)),
+                          **backend.stats()}
     if judge is not None:
         results["judge"] = {"model": cfg.judge_model, "when": cfg.judge_when, "http_calls": judge.http_calls,
                             "cache_hits": judge.cache_hits}

@@ -65,7 +65,7 @@ def test_eval_runs_majority_voting_and_rejection_sampling_next_to_the_sweep(stop
 
 
 def test_conditional_prompt_mode_states_the_budget_in_each_prompt(stopping_model, qwen_tokenizer, tmp_path):
-    import s1kit.eval.run as run_mod
+    import s1kit.eval.methods as run_mod
 
     seen = []
     backend = HFBackend(stopping_model, qwen_tokenizer, batch_size=4)
