@@ -421,6 +421,10 @@ def _is_loopback(host: str) -> bool:
 def run_serve(cfg: ServeConfig, backend: Any = None) -> None:
     """Load the model and serve until interrupted (``s1kit serve``)."""
     uvicorn = _require("uvicorn")
+    if backend is None:
+        from s1kit.config import check_model_path
+
+        check_model_path("model", cfg.model)  # before anything loads: one line, exit 2
     if not _is_loopback(cfg.host):
         log.warning("binding %s: the server is reachable from other machines%s", cfg.host,
                     "" if cfg.api_key_env else " and has no API key (set --api-key-env)")

@@ -52,12 +52,19 @@ class HFBackend(MachineFactory):
 
         from s1kit.gguf import resolve_model
 
-        name_or_path = resolve_model(name_or_path)
+        from s1kit.forcing.validation import ConfigError
+
+        given = name_or_path
         dev = torch.device(device) if device else default_device()
         torch_dtype = getattr(torch, dtype) if dtype and dtype != "auto" else default_dtype(dev, dtype == "auto")
-        tok = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, revision=revision, dtype=torch_dtype,
-                                                     trust_remote_code=trust_remote_code).to(dev)
+        try:
+            name_or_path = resolve_model(name_or_path)
+            tok = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, revision=revision, dtype=torch_dtype,
+                                                         trust_remote_code=trust_remote_code).to(dev)
+        except (OSError, ValueError, KeyError) as err:  # a folder, file or Hub id that holds no usable model
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError("model", given, f"a loadable model folder, .gguf file or Hub id ({first})") from None
         return cls(model, tok, batch_size=batch_size)
 
     # ------------------------------------------------------------------------------------------
