@@ -331,5 +331,6 @@ def test_schema_fuzz_with_valid_traffic(fuzz_server):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 10,000 cases take 10-20 min on 2 cores
 def test_schema_fuzz_with_valid_traffic_10k(fuzz_server):
     _schema_fuzz(fuzz_server, 10_000)
