@@ -99,7 +99,7 @@ def test_eval_math500_on_smollm2(smollm2_dir, tmp_path):
         pytest.skip("../shared/data/benchmarks/math500.jsonl is not there")
     proc = _cli("eval", "--model", str(smollm2_dir), "--benchmarks", "math500", "--data", f"math500={MATH500}",
                 "--limit", "20", "--budgets", "16,32", "--waits", "0,1", "--max-answer-tokens", "16",
-                "--batch-size", "20", "--output-dir", str(tmp_path), "--progress", "false", timeout=1700)
+                "--batch-size", "4", "--output-dir", str(tmp_path), "--progress", "false", timeout=1700)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 20 * 2 * 2
