@@ -36,7 +36,7 @@ def check_float(field: str, value: Any, lo: float, hi: float, lo_open: bool = Fa
     rng = f"a number in {'(' if lo_open else '['}{lo}, {hi}]"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(field, value, rng)
-    if value > hi or value < lo or (lo_open and value == lo):
+    if value != value or value > hi or value < lo or (lo_open and value == lo):  # NaN is no number
         raise ConfigError(field, value, rng)
 
 

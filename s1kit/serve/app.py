@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from s1kit.config import add_dataclass_arguments, resolve
 
-    parser = argparse.ArgumentParser(prog="s1kit serve", description=__doc__,
+    parser = argparse.ArgumentParser(prog="s1kit serve", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log-level", default="INFO")
     add_dataclass_arguments(parser, ServeConfig)

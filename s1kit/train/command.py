@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from s1kit.config import ConfigError
 
-    parser = argparse.ArgumentParser(prog="python -m s1kit.train")
+    parser = argparse.ArgumentParser(prog="python -m s1kit.train", allow_abbrev=False)
     register(parser.add_subparsers(dest="verb", required=True))
     args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
