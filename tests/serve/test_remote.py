@@ -127,7 +127,8 @@ def test_retries_backoff_and_concurrency_limit(char_tokenizer):
     for r in results:  # every round got exactly the remaining budget
         assert r.thinking_tokens == 5 and r.forced_end and r.answer_tokens == 3 and r.finish_reason == "length"
     assert rb.retries >= 8  # every third call failed, and one timed out
-    assert app.state.script["max_inflight"] <= 3
+    # the client holds 3 in flight; a call it abandoned at its timeout may still run on the server
+    assert app.state.script["max_inflight"] <= 3 + 1
 
 
 def test_falls_back_to_text_prompts_and_text_output(char_tokenizer):
