@@ -165,46 +165,6 @@ class _LoopBackend:
         return request.meta["machine"]
 
 
-def guarded_loop_class():
-    """DecodeLoop with each row's sampling guarded: when sampling the batch raises, the rows are
-    sampled one by one (their generators rewound first, so seeded results do not change) and a
-    row that still raises is stopped and its request alone fails (``faults[tag]``).
-
-    Built on DecodeLoop's ``_sample()``, ``rows``, ``logits`` and ``cancelled`` (s1kit.backends.hf):
-    no change to the backend itself.
-    """
-    from s1kit.backends.hf import DecodeLoop
-
-    class GuardedDecodeLoop(DecodeLoop):
-        def __init__(self, *args, faults: dict, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.faults = faults
-
-        def _sample(self) -> list[int]:
-            gens = [(r.generator, r.generator.get_state()) for r in self.rows if r.generator is not None]
-            try:
-                return super()._sample()
-            except Exception:
-                for gen, state in gens:
-                    gen.set_state(state)
-            rows, logits, picked = self.rows, self.logits, []
-            try:
-                for k, row in enumerate(rows):
-                    self.rows, self.logits = [row], logits[k:k + 1]
-                    try:
-                        picked += super()._sample()
-                    except Exception as err:
-                        log.exception("sampling failed for one sequence; failing its request only")
-                        self.faults[row.tag] = err
-                        self.cancelled.add(row.tag)
-                        picked.append(0)  # never used: the row stops as cancelled this step
-            finally:
-                self.rows, self.logits = rows, logits
-            return picked
-
-    return GuardedDecodeLoop
-
-
 class EngineService:
     """One decode thread running a DecodeLoop; submit()/cancel() are safe from any thread."""
 
@@ -232,7 +192,6 @@ class EngineService:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.crashes = 0
-        self.faults: dict[int, BaseException] = {}  # tag -> the error of a sequence that failed alone
         self.failed_alone = 0
         self._score_lock = threading.Lock()
         self.finish_counts: Counter[str] = Counter()  # finish_reason -> sequences (for /health and tests)
@@ -339,11 +298,11 @@ class EngineService:
     def _main(self) -> None:
         import torch
 
-        loop_class = guarded_loop_class()
+        from s1kit.backends.hf import DecodeLoop  # a row whose sampler or machine raises fails alone
+
         with torch.inference_mode():
             while True:
-                loop = loop_class(self._loop_backend, on_step=self._on_step, cancelled=self._cancelled,
-                                  faults=self.faults)
+                loop = DecodeLoop(self._loop_backend, on_step=self._on_step, cancelled=self._cancelled)
                 try:
                     loop.run(self._intake, self._done, more=self._more, wait=self._wait)
                     return
@@ -395,10 +354,9 @@ class EngineService:
         with self._lock:
             job = self._active.pop(tag, None)
             self._cancelled.discard(tag)
-        fault = self.faults.pop(tag, None)
         if job is None:
             return
-        fault = fault if fault is not None else getattr(job.machine, "fault", None)
+        fault = getattr(job.machine, "fault", None)
         if isinstance(res, BaseException) or fault is not None:
             self.failed_alone += 1
             _emit(job, Failed(fault if fault is not None else res))
