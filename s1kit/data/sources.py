@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from s1kit.data.rows import DropLog, Row, iter_jsonl, validate_row
-from s1kit.forcing.validation import ConfigError, check_int
+from s1kit.forcing.validation import ConfigError, check_float, check_int
 
 from s1kit.data.source_registry import (  # noqa: F401  (the registry, re-exported)
     Normaliser, BadRow, Filtered, SourceSpec, text_field, optional_text, answer_of, boxed_answer, jsonable, make_row, norm_numinamath, norm_math, OLYMPIC_ARENA_COT, norm_olympic_arena, norm_omni_math, AGIEVAL_COT, AGIEVAL_WITH_PASSAGE, norm_agieval, XWORD_INSTRUCTION, norm_xword, norm_olympiadbench, AIME_LAST_YEAR, norm_aime, norm_theoremqa, norm_usaco, JEEBENCH_COT, norm_jeebench, GPQA_LETTERS, norm_gpqa, SCIEVAL_COT, SCIEVAL_REWRITES, norm_scieval, norm_s1_prob, norm_livecodebench, norm_s1_teasers, REGISTRY, get_spec)
@@ -64,6 +64,8 @@ class SourceConfig:
     seed: int = 0
     levels: tuple[int, ...] = (1, 2, 3, 4)
     mistake_rate: float = 0.1
+    check_rate: float | None = None  # None: the teacher's default (s1kit.synth.teacher.solve)
+    correction_rate: float | None = None
     limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -76,6 +78,9 @@ class SourceConfig:
         if self.path is not None and self.name is None and not self.source:
             raise ConfigError("sources[].source", self.source, "a source name for a common-shape local file")
         check_int("sources[].n", self.n, 1)
+        for name in ("check_rate", "correction_rate"):
+            if getattr(self, name) is not None:
+                check_float(f"sources[].{name}", getattr(self, name), 0.0, 1.0)
         if self.limit is not None:
             check_int("sources[].limit", self.limit, 1)
         if self.revision is not None and (not isinstance(self.revision, str) or not self.revision.strip()):
@@ -189,7 +194,8 @@ def synth_rows(cfg: SourceConfig) -> list[Row]:
     rows: list[Row] = []
     for family in (f.strip() for f in (cfg.synth or "").split(",") if f.strip()):
         problems = generate(family, cfg.n, seed=cfg.seed, levels=cfg.levels)
-        rows += teacher_rows(problems, mistake_rate=cfg.mistake_rate, seed=cfg.seed)
+        rows += teacher_rows(problems, mistake_rate=cfg.mistake_rate, seed=cfg.seed, check_rate=cfg.check_rate,
+                             correction_rate=cfg.correction_rate)
     for row in rows:  # the teacher's solution is its own trace; keep the question set's answer only
         row["metadata"]["teacher"] = "synth"
     return rows[: cfg.limit] if cfg.limit else rows

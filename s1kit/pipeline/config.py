@@ -36,6 +36,12 @@ class RunConfig:
     pool_per_family: int = field(default=20000, metadata=_doc("Questions per family in the pool. Range: >= 10."))
     mistake_rate: float = field(default=0.1, metadata=_doc(
         "Share of teacher traces with an uncaught mistake (the correctness filter drops them). Range: [0, 1)."))
+    check_rate: float | None = field(default=None, metadata=_doc(
+        "Probability of each further self-check in a teacher trace (none: the teacher's default, "
+        "s1kit.synth.teacher.GRID_CHECK_RATE on the checked grids). Range: [0, 1]."))
+    correction_rate: float | None = field(default=None, metadata=_doc(
+        "Share of teacher traces with a caught mistake (a wrong last step corrected by the first check; "
+        "none: s1kit.synth.teacher.CORRECTION_RATE). Range: [0, 1]."))
     # -- base models (the analogue of Qwen2.5-7B/32B-Instruct) -----------------------------------
     base_small: str = field(default="tiny:hidden=48,layers=2,heads=4,kv_heads=2,ffn=192,max_positions=512", metadata=_doc(
         "The smaller base model ('7B'): a tiny: spec (s1kit.train.tiny)."))
@@ -121,6 +127,9 @@ class RunConfig:
         for abl in self.ablations:
             check_choice("ablations", abl, SELECT_ABLATIONS)
         check_float("mistake_rate", self.mistake_rate, 0.0, 0.99)
+        for name in ("check_rate", "correction_rate"):
+            if getattr(self, name) is not None:
+                check_float(name, getattr(self, name), 0.0, 1.0)
         check_float("base_worked_share", self.base_worked_share, 0.0, 1.0)
         for name in ("base_lr", "sft_lr"):
             check_float(name, getattr(self, name), 0.0, 1.0, lo_open=True)

@@ -114,8 +114,9 @@ def stage_pool(cfg: RunConfig, folder: Path) -> dict[str, Any]:
 
 
 def _pool_source(cfg: RunConfig) -> dict[str, Any]:
+    rates = {k: getattr(cfg, k) for k in ("check_rate", "correction_rate") if getattr(cfg, k) is not None}
     return {"synth": ",".join(cfg.families), "n": cfg.pool_per_family, "seed": cfg.seed,
-            "mistake_rate": cfg.mistake_rate}
+            "mistake_rate": cfg.mistake_rate, **rates}
 
 
 def stage_base(cfg: RunConfig, spec: str, steps: int, pool_path: str, folder: Path) -> dict[str, Any]:

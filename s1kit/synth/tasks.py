@@ -60,8 +60,9 @@ class Family:
 # add_chain: single digits summed modulo 10 (the calibration task)
 # --------------------------------------------------------------------------------------------
 
-# (issue 14 measured level 4 = 5-9 terms with the verifying teacher: docs/learnability.md, finding 9)
-_CHAIN_TERMS = {1: (2, 3), 2: (4, 5), 3: (6, 7), 4: (8, 9)}
+# level 4 (the embedded default's evaluation level) spans several lengths, so that a thinking cap
+# shared by all problems finishes some of them (docs/learnability.md, finding 10)
+_CHAIN_TERMS = {1: (2, 3), 2: (4, 5), 3: (6, 7), 4: (5, 9)}
 
 
 def _add_chain_make(rng: random.Random, level: int) -> dict[str, Any]:
@@ -248,7 +249,7 @@ LINEAR_EQ = Family(
 # count_letter: "How many r in raspberry?"
 # --------------------------------------------------------------------------------------------
 
-_WORD_LEN = {1: (4, 6), 2: (7, 9), 3: (10, 12), 4: (13, 16)}  # issue 14 measured 8-16 (finding 9)
+_WORD_LEN = {1: (4, 6), 2: (7, 9), 3: (10, 12), 4: (8, 16)}  # level 4: several lengths (finding 10)
 WORDS = ("raspberry", "strawberry", "banana", "bookkeeper", "mississippi", "committee", "parallel",
          "assessment", "tomorrow", "necessary", "occurrence", "difference", "successful", "embarrass",
          "possession", "programming", "letter", "balloon", "coffee", "pepper", "cheese", "apple",
@@ -273,7 +274,8 @@ def _count_letter_make(rng: random.Random, level: int) -> dict[str, Any]:
 COUNT_LETTER = Family(
     "count_letter", "counting", "how often a letter occurs in a 4-16 letter word",
     make=_count_letter_make,
-    question=lambda d: f"How many {d['letter']} in {d['word']}?",
+    # the operands end the question (the letter last), at fixed distances from the thinking
+    question=lambda d: f"In {d['word']}, how many {d['letter']}?",
     solve=lambda d: str(d["word"].count(d["letter"])),
     chance=lambda d: 1.0 / 6,
 )

@@ -34,12 +34,18 @@ from s1kit.synth.tasks import Problem, get_family
 # the s1 format's rendering (s1kit.synth.render), imported here for the teacher's callers
 from s1kit.synth.render import (ANSWER, END, THINK, base_corpus, parse_answer, render_direct,  # noqa: F401
                                 render_prompt, render_s1, render_worked)
-from s1kit.synth.verify import check_lines, correction_lines, draw_checks, miscopy, verifies
+from s1kit.synth.verify import (LAYOUT as RGRID, VERIFIERS, check_lines, draw_checks, verifies,
+                               wrong_last_line)
 
 ANSWER_PREFIX = "Answer: "
 RECHECK = "Wait, let me check that again."
-CORRECTION_RATE = 0.05
-"""Default share of caught mis-copies for the families of s1kit.synth.verify (0 for the others)."""
+CORRECTION_RATE = 0.1
+"""Default share of caught mistakes (a wrong last step) for the checked grids of s1kit.synth.verify (0 for the others)."""
+CHECK_RATE = 0.5
+"""Default probability of the self-check of the other families' traces (one at most)."""
+GRID_CHECK_RATE = 0.15
+"""Default probability of each further check (at most two) on the checked grids: fewer than half of
+the traces are checked, so a model trained on them mostly ends its thinking unchecked."""
 
 
 @dataclass
@@ -72,6 +78,7 @@ class Tape:
         self.fault_line: int | None = None
         self.rng = rng or random.Random(0)
         self.last_check = ""  # the family's self-check of its last step (set as lines are written)
+        self.last: tuple = ()  # the last step's operands and result (the rgrid layouts' checks)
 
     def step(self, value: Any, wrong: Callable[[random.Random, Any], Any]) -> Any:
         """A step's result: ``value``, or ``wrong(rng, value)`` (a different value) at the fault."""
@@ -117,6 +124,8 @@ WORD_W = 18  # the letter sought, a count digit and up to 16 letters
 
 def _add_chain(d: dict[str, Any], layout: str, tape: Tape) -> str:
     terms = list(d["terms"])
+    if layout == RGRID:
+        return VERIFIERS["add_chain"][0](d, tape)
     if layout == "grid":  # the expression, right-aligned; each line adds its first two terms
         items = list(terms)
         tape.line(f"{'+'.join(map(str, items)):>{CHAIN_W}}")
@@ -309,6 +318,8 @@ def _linear_eq(d: dict[str, Any], layout: str, tape: Tape) -> str:
 def _count_letter(d: dict[str, Any], layout: str, tape: Tape) -> str:
     word, letter = d["word"], d["letter"]
     count = 0
+    if layout == RGRID:
+        return VERIFIERS["count_letter"][0](d, tape)
     if layout == "grid":
         # a head (the letter sought and the count so far) eats one letter per line, all within
         # fixed offsets of the previous line: "r0rasp" -> " r1asp" -> "  r1sp"
@@ -358,7 +369,7 @@ TRACERS: dict[str, Callable[[dict[str, Any], str, Tape], str]] = {
 
 LAYOUTS: dict[str, tuple[str, ...]] = {
     # the first layout of each family is its default
-    "add_chain": ("grid", "running", "consume"),
+    "add_chain": ("rgrid", "grid", "running", "consume"),
     "var_chain": ("grid",),
     "add_multi": ("grid", "columns", "consume"),
     "long_mult": ("grid", "columns", "consume"),
@@ -366,7 +377,7 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     "gcd": ("grid", "euclid"),
     "base_conv": ("grid", "prepend", "readup"),
     "linear_eq": ("steps",),
-    "count_letter": ("grid", "tally"),
+    "count_letter": ("rgrid", "grid", "tally"),
     "sort_digits": ("grid", "scan"),
 }
 
@@ -390,17 +401,20 @@ def _run(problem: Problem, layout: str, fault: int | None, rng: random.Random) -
 
 
 def solve(problem: Problem, layout: str | None = None, mistake_rate: float = 0.0,
-          correction_rate: float | None = None, check_rate: float = 0.5, seed: int = 0,
-          verify: bool = False) -> Trace:
+          correction_rate: float | None = None, check_rate: float | None = None, seed: int = 0) -> Trace:
     """The teacher's trace for one problem (deterministic in ``seed`` and ``problem.id``).
 
     Each trace draws one uniform number u: u < mistake_rate -> an uncaught mistake, then
     u < mistake_rate + correction_rate -> a caught one; so the two rates must sum to <= 1.
+    ``correction_rate`` / ``check_rate`` None: the defaults of the checked grids (s1kit.synth.verify:
+    :data:`CORRECTION_RATE`, :data:`GRID_CHECK_RATE`), else 0 and :data:`CHECK_RATE`.
     """
     layout = layout or default_layout(problem.family)
-    verify = verify and verifies(problem.family, layout)  # checks that re-read the question (opt-in)
-    if correction_rate is None:  # the families whose checks re-read the question catch mis-copies
-        correction_rate = CORRECTION_RATE if verify else 0.0
+    checked_grid = verifies(problem.family, layout)
+    if correction_rate is None:
+        correction_rate = CORRECTION_RATE if checked_grid else 0.0
+    if check_rate is None:
+        check_rate = GRID_CHECK_RATE if checked_grid else CHECK_RATE
     for name, rate in (("mistake_rate", mistake_rate), ("correction_rate", correction_rate),
                        ("check_rate", check_rate)):
         if not 0.0 <= rate <= 1.0:
@@ -414,8 +428,8 @@ def solve(problem: Problem, layout: str | None = None, mistake_rate: float = 0.0
     clean, answer = _run(problem, layout, None, rng)
     if answer != problem.answer:
         raise AssertionError(f"teacher got {answer!r} for {problem.id}, want {problem.answer!r}")
-    if verify:
-        return _solve_verified(problem, layout, clean, u, mistake_rate, correction_rate, check_rate, rng)
+    if checked_grid:
+        return _solve_checked(problem, layout, clean, u, mistake_rate, correction_rate, check_rate, rng)
     lines, mistake, corrected = list(clean.lines), False, False
     if u < mistake_rate + correction_rate and clean.steps:
         caught = u >= mistake_rate
@@ -450,39 +464,35 @@ def _fault(problem: Problem, layout: str, clean: Tape, rng: random.Random, caugh
     return None, ""
 
 
-def _solve_verified(problem: Problem, layout: str, clean: Tape, u: float, mistake_rate: float,
-                    correction_rate: float, check_rate: float, rng: random.Random) -> Trace:
-    """Zero to two checks that re-read the question (s1kit.synth.verify); a caught mistake is a
-    mis-copy of the question in the first line, corrected by the first check."""
+def _solve_checked(problem: Problem, layout: str, clean: Tape, u: float, mistake_rate: float,
+                   correction_rate: float, check_rate: float, rng: random.Random) -> Trace:
+    """Zero to two checks of the last step (s1kit.synth.verify); a caught mistake is a wrong last
+    step, corrected by the first check."""
     n_checks = draw_checks(rng, check_rate)
-    lines, answer, mistake, corrected = list(clean.lines), problem.answer, False, False
+    lines, answer, mistake, corrected, last = list(clean.lines), problem.answer, False, False, clean.last
     if u < mistake_rate and clean.steps:
         faulty, wrong_answer = _fault(problem, layout, clean, rng, caught=False)
-        if faulty is not None:
-            lines, answer, mistake = list(faulty.lines), wrong_answer, True
+        if faulty is not None:  # the checks agree with the trace's own (wrong) numbers
+            lines, answer, mistake, last = list(faulty.lines), wrong_answer, True, faulty.last
     elif u < mistake_rate + correction_rate:
-        bad = miscopy(problem, rng)
+        bad = wrong_last_line(problem, lines, last, rng)
         if bad is not None:
-            tape = Tape(None, rng)
-            TRACERS[problem.family](bad, layout, tape)
-            lines = tape.lines + correction_lines(problem, clean.lines)
-            corrected, n_checks = True, max(n_checks, 1) - 1
-    lines += check_lines(problem, answer, n_checks, own_answer=answer if mistake else None)
-    checks = n_checks + int(corrected)
+            lines, corrected, n_checks = bad, True, max(n_checks, 1)
+    lines += check_lines(problem, last, answer, n_checks, caught=corrected)
     return Trace(thinking="\n".join(lines), attempt=ANSWER_PREFIX + answer, answer=answer,
-                 correct=answer == problem.answer, mistake=mistake, corrected=corrected, checked=checks > 0,
-                 layout=layout, steps=clean.steps, checks=checks)
+                 correct=answer == problem.answer, mistake=mistake, corrected=corrected, checked=n_checks > 0,
+                 layout=layout, steps=clean.steps, checks=n_checks)
 
 
 def teacher_rows(problems: Iterable[Problem], layout: str | None = None, mistake_rate: float = 0.0,
-                 correction_rate: float | None = None, check_rate: float = 0.5, seed: int = 0,
-                 verify: bool = False) -> list[dict[str, Any]]:
+                 correction_rate: float | None = None, check_rate: float | None = None,
+                 seed: int = 0) -> list[dict[str, Any]]:
     """Rows in the common schema (id, question, solution, answer, source, domain, cot_type,
     metadata) plus the teacher fields ``thinking``, ``attempt`` and ``teacher_correct``."""
     rows = []
     for p in problems:
         fam = get_family(p.family)
-        t = solve(p, layout, mistake_rate, correction_rate, check_rate, seed, verify)
+        t = solve(p, layout, mistake_rate, correction_rate, check_rate, seed)
         rows.append({
             "id": p.id, "question": p.question, "solution": t.thinking, "answer": p.answer,
             "source": f"synth/{p.family}", "domain": fam.domain, "cot_type": "math",

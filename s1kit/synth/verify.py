@@ -1,23 +1,24 @@
-"""Self-checks that re-read the question: what a ``Wait`` starts in the teacher's traces.
+"""The embedded default's traces: right-aligned grids on one fixed width, and the checks a ``Wait`` starts.
 
-    lines = verified_trace(problem, layout, lines, answer, n_checks=2, corrected=None)
+    tape = Tape(); answer = rgrid_add_chain(problem.data, tape)
+    lines = check_lines(problem, tape, n_checks=1)          # ["Wait, let me check:", "  1+7=08, yes, 8"]
 
-For the families listed in :data:`VERIFIERS` (add_chain and count_letter, grid layouts: the
-embedded default), a check does not re-derive the trace's last step: it re-reads the question by
-another route than the trace's first line (docs/learnability.md, issue 14):
+For add_chain and count_letter (docs/learnability.md, finding 10) every line of a trace, the
+checks included, is :data:`WIDTH` characters wide and right-aligned, so that
 
-- add_chain: ``Wait, check: 3+4+5+1 has 4 terms. Yes, 3.`` re-copies the operands from the
-  question (left-aligned, after the trace: not the first line's fixed-offset copy) and counts them;
-- count_letter: ``Wait, check: l in hello is ll, 2. Yes, 2.`` re-copies the letter and the word
-  and recounts (the occurrences written out, then their number).
-
-A trace carries zero, one or two checks, each ending with the restated answer just before the
-end of thinking, so a ``Wait`` after a finished check is something the model has seen. A
-*caught* mistake is the error tiny models actually make, a mis-copy of the question in the first
-line (a term dropped or added, the wrong letter fetched): the trace is computed on the mis-copy,
-and its first check finds the difference and corrects it: ``... has 4 terms. No:`` followed by the
-grid of the right operands and ``so it is Y.`` (add_chain), ``... is ll, 2. No: so it is 2.``
-(count_letter).
+- every step reads the line above at fixed distances that do not depend on the problem's length
+  (the grid consumes its input *from the right*: ``3+4+5+1`` -> ``3+4+6`` -> ``3+0`` -> ``3``;
+  ``raspberry r0`` -> ``raspberr r0`` -> ``raspber r1``), and the first line copies the question's
+  operands from fixed distances too (the questions end with their operands: ``What is 3+4+5+1
+  mod 10?``, ``In raspberry, how many r?``), so problems of different lengths share one program;
+- the last character of every line is the running result (the sum of the terms consumed so far,
+  the count so far), and the answer copies the last character of the last line: a trace cut at a
+  line's end answers its best partial result, and every trace is a whole number of lines, so
+  caps taken from the selected traces' lengths cut at a line's end;
+- a check is two lines, ``Wait, let me check:`` and the last step re-derived from the two lines
+  above it, ending with the answer restated (``1+7=08, yes, 8``); a trace carries zero, one or two
+  checks, so a ``Wait`` after a finished check is something the model has seen. A *caught*
+  mistake is a wrong last step, corrected by the first check (``1+7=08, no, so 8``).
 """
 
 from __future__ import annotations
@@ -27,58 +28,74 @@ from typing import Any, Callable
 
 from s1kit.synth.tasks import Problem
 
-CHECK = "Wait, check: "
+WIDTH = 19
+"""Characters per line: 9 single-digit terms with '+' between; a 16-letter word, a space, the letter and the count."""
+CHECK = "Wait, let me check:"
 MAX_CHECKS = 2
+LAYOUT = "rgrid"
 
 
-def _chain_check(d: dict[str, Any]) -> str:
-    terms = d["terms"]
-    return f"{CHECK}{'+'.join(map(str, terms))} has {len(terms)} terms."
+def _line(text: str) -> str:
+    if len(text) > WIDTH:
+        raise AssertionError(f"line {text!r} is wider than {WIDTH}")
+    return f"{text:>{WIDTH}}"
 
 
-def _letter_check(d: dict[str, Any]) -> str:
-    count = d["word"].count(d["letter"])
-    return f"{CHECK}{d['letter']} in {d['word']} is {d['letter'] * count or 'none'}, {count}."
+def rgrid_add_chain(d: dict[str, Any], tape: Any) -> str:
+    """Each line adds the last two terms; its last character is the sum (mod 10) of the terms consumed."""
+    from s1kit.synth.teacher import _near
+
+    items = list(d["terms"])
+    tape.line(_line("+".join(map(str, items))))
+    tape.last = (items[0], 0, items[0])
+    while len(items) > 1:
+        a, b = items[-2], items[-1]
+        v = tape.step(a + b, _near(0, 18, 2))
+        items = items[:-2] + [v % 10]
+        tape.line(_line("+".join(map(str, items))))
+        tape.last = (a, b, v)
+    return str(items[0])
 
 
-def _chain_miscopy(rng: random.Random, d: dict[str, Any]) -> dict[str, Any] | None:
-    """The chain with one term dropped or one digit added (a different sum), None if impossible."""
-    terms = list(d["terms"])
-    for _ in range(20):
-        t = list(terms)
-        k = rng.randrange(len(t))
-        if rng.random() < 0.5 and len(t) > 2:
-            del t[k]
-        else:
-            t.insert(k, rng.randrange(1, 10))
-        if sum(t) % 10 != sum(terms) % 10 and len(t) <= 9:
-            return {**d, "terms": t}
-    return None
+def rgrid_count_letter(d: dict[str, Any], tape: Any) -> str:
+    """Each line drops the word's last letter; its last character is the count of the letters dropped."""
+    from s1kit.synth.teacher import _near
+
+    rest, letter, count = d["word"], d["letter"], 0
+    tape.line(_line(f"{rest} {letter}{count}"))
+    tape.last = ("", letter, 0, 0)
+    while rest:
+        x, rest = rest[-1], rest[:-1]
+        before = count
+        if x == letter:
+            count = tape.step(count + 1, _near(0, 9, 1))
+        tape.line(_line(f"{rest} {letter}{count}"))
+        tape.last = (x, letter, before, count)
+    return str(count)
 
 
-def _letter_miscopy(rng: random.Random, d: dict[str, Any]) -> dict[str, Any] | None:
-    """The wrong letter fetched (another letter of the word, or any letter) with another count."""
-    word, letter = d["word"], d["letter"]
-    right = word.count(letter)
-    options = sorted({c for c in word if c != letter and word.count(c) != right})
-    absent = [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in word]
-    options += rng.sample(absent, min(3, len(absent))) if right else []
-    if not options:
-        return None
-    return {**d, "letter": rng.choice(options)}
+def _chain_check(last: tuple, answer: str, caught: bool) -> str:
+    a, b, v = last
+    return f"{a}+{b}={v:02d}, no, so {answer}" if caught else f"{a}+{b}={v:02d}, yes, {answer}"
 
 
-# family -> (layouts verified, the check line of the question's data, a mis-copy of the data)
-VERIFIERS: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], str],
-                           Callable[[random.Random, dict[str, Any]], dict[str, Any] | None]]] = {
-    "add_chain": (("grid",), _chain_check, _chain_miscopy),
-    "count_letter": (("grid",), _letter_check, _letter_miscopy),
+def _letter_check(last: tuple, answer: str, caught: bool) -> str:
+    x, letter, before, _ = last
+    d = int(x == letter)
+    head = f"{x}{'=' if d else '!'}{letter},{before}+{d}={before + d},"
+    return f"{head} no, so {answer}" if caught else f"{head} yes, {answer}"
+
+
+# family -> (the grid's tracer, the check line of its last step, the right last step)
+VERIFIERS: dict[str, tuple[Callable[[dict[str, Any], Any], str], Callable[[tuple, str, bool], str]]] = {
+    "add_chain": (rgrid_add_chain, _chain_check),
+    "count_letter": (rgrid_count_letter, _letter_check),
 }
 
 
 def verifies(family: str, layout: str) -> bool:
-    """Whether (family, layout) gets question-re-reading checks (else: the last-step check)."""
-    return family in VERIFIERS and layout in VERIFIERS[family][0]
+    """Whether (family, layout) is a checked right-aligned grid."""
+    return family in VERIFIERS and layout == LAYOUT
 
 
 def draw_checks(rng: random.Random, check_rate: float) -> int:
@@ -89,27 +106,26 @@ def draw_checks(rng: random.Random, check_rate: float) -> int:
     return k
 
 
-def miscopy(problem: Problem, rng: random.Random) -> dict[str, Any] | None:
-    return VERIFIERS[problem.family][2](rng, problem.data)
+def check_lines(problem: Problem, last: tuple, answer: str, n_checks: int, caught: bool = False) -> list[str]:
+    """``n_checks`` checks of the last step (two lines each); ``caught``: the first one corrects it."""
+    line = VERIFIERS[problem.family][1]
+    out: list[str] = []
+    for k in range(n_checks):
+        out += [CHECK, _line(line(last, answer, caught and k == 0))]
+    return out
 
 
-def check_lines(problem: Problem, answer: str, n_checks: int, own_answer: str | None = None) -> list[str]:
-    """``n_checks`` agreeing checks of ``answer``.
-
-    ``own_answer``: an uncaught mistake's answer, which its checks agree with (the check line is
-    then written from the trace's own numbers: such traces are dropped by the quality stage).
-    """
-    if own_answer is not None and problem.family == "count_letter":
-        d, count = problem.data, int(own_answer)
-        line = f"{CHECK}{d['letter']} in {d['word']} is {d['letter'] * count or 'none'}, {count}."
-    else:
-        line = VERIFIERS[problem.family][1](problem.data)
-    return [f"{line} Yes, {answer}."] * n_checks
-
-
-def correction_lines(problem: Problem, redo: list[str]) -> list[str]:
-    """The first check catching a mis-copy: the right reading, ``No:``, the redo, ``so it is Y.``"""
-    line = VERIFIERS[problem.family][1](problem.data)
+def wrong_last_line(problem: Problem, lines: list[str], last: tuple, rng: random.Random) -> list[str] | None:
+    """The trace with a wrong last step (a caught mistake, before its correcting check); None when
+    the last step cannot be wrong visibly (a one-term chain)."""
     if problem.family == "add_chain":
-        return [f"{line} No:", *redo, f"so it is {problem.answer}."]
-    return [f"{line} No: so it is {problem.answer}."]
+        a, b, v = last
+        if len(problem.data["terms"]) < 2:
+            return None
+        bad = rng.choice([w for w in range(10) if w != v % 10])
+        return lines[:-1] + [_line(str(bad))]
+    x, letter, before, count = last
+    if not x:
+        return None
+    bad = count + 1 if count == before or rng.random() < 0.5 else before
+    return lines[:-1] + [_line(f" {letter}{bad}")]
