@@ -39,6 +39,9 @@ from s1kit.pipeline.config import RunConfig
 
 log = logging.getLogger(__name__)
 
+CORPUS_FORMAT = 2
+"""The base corpus's rendering (s1kit.synth.render.render_worked): part of the base stages' key."""
+
 
 # ---------------------------------------------------------------------------------------------
 # stage cache
@@ -198,8 +201,8 @@ def _selection_stats(path: str) -> dict[str, Any]:
     return {"rows": len(rows), "median_trace_tokens": statistics.median(lengths) if lengths else 0,
             "length_deciles": [lengths[min(len(lengths) - 1, int(q * len(lengths)))] for q in
                                (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)] if lengths else [],
-            "checks": dict(sorted(Counter(str(t.count("Wait, check:")) for t in texts).items())),
-            "corrected": sum(1 for t in texts if " No:" in t),
+            "checks": dict(sorted(Counter(str(r.get("metadata", {}).get("checks", 0)) for r in rows).items())),
+            "corrected": sum(1 for r in rows if r.get("metadata", {}).get("corrected")),
             "max_trace_tokens": max(lengths, default=0), "domains": dict(Counter(r.get("domain") for r in rows)),
             "lengths": lengths}
 
@@ -268,7 +271,7 @@ def run_pipeline(cfg: RunConfig) -> Path:
     bases = {}
     for name, spec, steps in (("base_small", cfg.base_small, cfg.base_small_steps),
                               ("base_large", cfg.base_large, cfg.base_steps)):
-        params = {"spec": spec, "worked": cfg.base_worked_share, "steps": steps, "lr": cfg.base_lr,
+        params = {"spec": spec, "worked": cfg.base_worked_share, "corpus": CORPUS_FORMAT, "steps": steps, "lr": cfg.base_lr,
                   "batch": cfg.batch_size, "block": cfg.block_size, "seed": cfg.seed}
         bases[name] = st.run(name, params, ["pool"],
                              lambda d, s=spec, n=steps: stage_base(cfg, s, n, pool["base_corpus_pool"], d))

@@ -39,15 +39,26 @@ def render_direct(question: str, attempt: str) -> tuple[str, str]:
     return render_prompt(question), f"{attempt}{END}"
 
 
+WORKED_OPEN = "\nSolution in steps:\n"
+"""Between a worked example's question and its first line: as many tokens (20, one per character)
+as the s1 chat format puts between the question and the first thinking line
+(``<|im_end|>\\n<|im_start|>assistant\\n<|im_start|>think\\n``, special tokens counted as one)."""
+WORKED_CLOSE = "\nResult:\n"
+"""Between a worked example's last line and its answer: as many tokens as ``\\n<|im_start|>answer\\n``."""
+
+
 def render_worked(question: str, thinking: str, attempt: str) -> tuple[str, str]:
     """(prompt, completion) of a *worked example*: a plain document outside the chat format.
 
-    ``"{question}\n"`` then ``"{thinking}\n{attempt}<|im_end|>"``: what a base model's pre-training
-    corpus holds besides direct answers (textbook solutions). No think/answer delimiters and no
-    chat turns, so a base model trained on both still answers a chat prompt directly; SFT then
-    only has to tie the steps it has seen to the s1 thinking format (docs/learnability.md).
+    ``"{question}\nSolution in steps:\n"`` then ``"{thinking}\nResult:\n{attempt}<|im_end|>"``: what a
+    base model's pre-training corpus holds besides direct answers (textbook solutions). No
+    think/answer delimiters and no chat turns, so a base model trained on both still answers a chat
+    prompt directly; SFT then only has to tie the steps it has seen to the s1 thinking format
+    (docs/learnability.md). The separators have the chat format's token counts, so every
+    fixed-distance copy the base learns (the question's operands into the first line, the last
+    line's result into the answer) sits at the same distance after SFT (finding 10).
     """
-    return f"{question}\n", f"{thinking}\n{attempt}{END}"
+    return f"{question}{WORKED_OPEN}", f"{thinking}{WORKED_CLOSE}{attempt}{END}"
 
 
 def base_corpus(rows: Iterable[dict[str, Any]], worked_share: float = 0.8,

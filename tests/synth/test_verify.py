@@ -1,5 +1,6 @@
-"""Checks that re-read the question (issue 14): zero to two per trace, each ending with the restated
-answer; a caught mis-copy of the question is corrected by the first check."""
+"""The checked right-aligned grids (issue 14, docs/learnability.md finding 10): one width for every
+line, operations at fixed distances whatever the problem's length, the running result as every
+line's last character, zero to two checks of the last step, a caught wrong last step corrected."""
 
 from __future__ import annotations
 
@@ -8,61 +9,82 @@ from collections import Counter
 
 import pytest
 
-from s1kit.synth.tasks import generate
-from s1kit.synth.teacher import solve, teacher_rows
-from s1kit.synth.verify import CHECK, verifies
+from s1kit.synth.tasks import check, generate
+from s1kit.synth.teacher import default_layout, solve, teacher_rows
+from s1kit.synth.verify import CHECK, WIDTH, verifies
 
 VERIFIED = ("add_chain", "count_letter")
 
 
-def _checks(thinking: str) -> list[str]:
-    return [line for line in thinking.splitlines() if line.startswith(CHECK)]
+def _lines(thinking: str) -> list[str]:
+    return thinking.splitlines()
 
 
 @pytest.mark.parametrize("family", VERIFIED)
-def test_checks_reread_the_question_and_end_with_the_answer(family):
-    problems = generate(family, 300, seed=3, levels=(4,))
+def test_every_line_has_one_width_and_ends_with_the_running_result(family):
+    for p in generate(family, 200, seed=3):
+        assert check(p)
+        lines = _lines(solve(p, correction_rate=0.0, check_rate=0.0).thinking)
+        assert all(len(line) == WIDTH for line in lines)
+        assert lines[-1].strip()[-1] == p.answer  # the answer is the last line's last character
+        if family == "add_chain":  # each line's last character: the sum of the terms consumed so far
+            terms = p.data["terms"]
+            for k, line in enumerate(lines[1:], start=2):
+                assert line[-1] == str(sum(terms[-k:]) % 10)
+        else:  # the count of the letters dropped from the end so far
+            word, letter = p.data["word"], p.data["letter"]
+            for k, line in enumerate(lines):
+                assert line[-1] == str(word[len(word) - k:].count(letter)) if k else line[-1] == "0"
+
+
+@pytest.mark.parametrize("family", VERIFIED)
+def test_the_first_line_copies_the_end_of_the_question_at_a_fixed_distance(family):
+    """In the chat prompt the question's last characters sit at one distance from the first line's:
+    the first line is the question's operands, right-aligned, whatever their length."""
+    for p in generate(family, 100, seed=4, levels=(4,)):
+        first = _lines(solve(p, check_rate=0.0, correction_rate=0.0).thinking)[0]
+        ops = p.question.removeprefix("What is ").removesuffix(" mod 10?") if family == "add_chain" else \
+            f"{p.data['word']} {p.data['letter']}0"
+        assert first == f"{ops:>{WIDTH}}"
+    lengths = {len(p.data["terms" if family == "add_chain" else "word"]) for p in generate(family, 200, seed=0, levels=(4,))}
+    assert len(lengths) >= 5  # the evaluation level spans several lengths
+
+
+@pytest.mark.parametrize("family", VERIFIED)
+def test_zero_one_or_two_checks_each_two_lines_ending_with_the_answer(family):
     counts = Counter()
-    for p in problems:
-        t = solve(p, correction_rate=0.0, check_rate=0.5, seed=1, verify=True)
-        checks = _checks(t.thinking)
-        counts[len(checks)] += 1
-        assert t.checks == len(checks) <= 2 and t.correct
-        for line in checks:
-            assert line.endswith(f"Yes, {p.answer}.")
-            d = p.data
-            reread = "+".join(map(str, d["terms"])) if family == "add_chain" else f"{d['letter']} in {d['word']}"
-            assert reread in line  # the operands / the letter and the word, copied from the question
-        if checks:
-            assert t.thinking.splitlines()[-1] == checks[-1]  # the restated answer ends the thinking
-    # each further check with probability 0.5: 1/2, 1/4, 1/4
-    for k, share in ((0, 0.5), (1, 0.25), (2, 0.25)):
-        assert abs(counts[k] - 300 * share) < 4 * math.sqrt(300 * share * (1 - share)), counts
+    for p in generate(family, 300, seed=3, levels=(4,)):
+        t = solve(p, correction_rate=0.0, check_rate=0.5, seed=1)
+        lines = _lines(t.thinking)
+        starts = [i for i, line in enumerate(lines) if line == CHECK]
+        counts[len(starts)] += 1
+        assert t.checks == len(starts) <= 2 and t.correct
+        for i in starts:
+            assert lines[i + 1].endswith(f"yes, {p.answer}") and len(lines[i + 1]) == WIDTH
+        if starts:
+            assert starts[-1] == len(lines) - 2  # the last check is the end of the thinking
+    assert counts[0] and counts[1] and counts[2]
+    assert math.isclose(counts[0] / 300, 0.5, abs_tol=0.1)
 
 
 @pytest.mark.parametrize("family", VERIFIED)
-def test_a_caught_miscopy_is_corrected_by_the_first_check(family):
-    rows = teacher_rows(generate(family, 200, seed=0, levels=(4,)), correction_rate=1.0, check_rate=0.0, verify=True)
-    fixed = [r for r in rows if r["metadata"]["corrected"]]
-    assert len(fixed) > 180 and all(r["teacher_correct"] for r in rows)
-    for r in fixed:
-        lines = r["thinking"].splitlines()
-        first = next(i for i, line in enumerate(lines) if line.startswith(CHECK))
-        assert lines[first].endswith("No:") or lines[first].endswith(f"No: so it is {r['answer']}.")
-        assert lines[-1].endswith(f"so it is {r['answer']}.") and r["attempt"] == f"Answer: {r['answer']}"
-        assert lines[0] not in r["question"] or family == "add_chain"  # the mis-copy differs from the question
-        if family == "add_chain":  # the redo starts from the right operands
-            assert lines[first + 1].strip() == "+".join(map(str, r["metadata"] and _terms(r["question"])))
+def test_a_caught_wrong_last_step_is_corrected_by_the_first_check(family):
+    rows = teacher_rows(generate(family, 200, seed=0, levels=(4,)), correction_rate=1.0, check_rate=0.0)
+    corrected = [r for r in rows if r["metadata"]["corrected"]]
+    assert len(corrected) >= 190
+    for r in corrected:
+        lines = _lines(r["thinking"])
+        assert lines[-2] == CHECK and lines[-1].endswith(f"no, so {r['answer']}")
+        assert lines[-3].strip()[-1] != r["answer"]  # the last grid line was wrong
+        assert r["teacher_correct"] and r["attempt"] == f"Answer: {r['answer']}"
 
 
-def _terms(question: str) -> list[int]:
-    return [int(t) for t in question.removeprefix("What is ").split(" mod")[0].split("+")]
-
-
-def test_default_correction_rate_only_for_the_verified_families():
-    assert verifies("add_chain", "grid") and not verifies("add_chain", "running") and not verifies("gcd", "grid")
-    rows = teacher_rows(generate("count_letter", 2000, seed=0, levels=(4,)), seed=0, verify=True)
+def test_the_checked_grids_are_the_defaults_and_other_families_keep_their_checks():
+    assert verifies("add_chain", "rgrid") and verifies("count_letter", "rgrid") and not verifies("add_chain", "grid")
+    assert default_layout("add_chain") == default_layout("count_letter") == "rgrid"
+    rows = teacher_rows(generate("count_letter", 2000, seed=0, levels=(4,)), seed=0)
     share = sum(r["metadata"]["corrected"] for r in rows) / len(rows)
-    assert 0.03 < share < 0.07
-    assert not any(r["metadata"]["corrected"] for r in teacher_rows(generate("gcd", 300, seed=0), verify=True))
-    assert not any(r["metadata"]["corrected"] for r in teacher_rows(generate("add_chain", 300, seed=0)))
+    assert 0.05 < share < 0.15  # the default correction rate, 0.1
+    assert not any(r["metadata"]["corrected"] for r in teacher_rows(generate("gcd", 300, seed=0)))
+    # every trace is a whole number of lines: lengths (thinking + its two newlines) are 1 mod WIDTH + 1
+    assert {(len(r["thinking"]) + 2) % (WIDTH + 1) for r in rows} == {1}
