@@ -197,14 +197,20 @@ def _selection_stats(path: str) -> dict[str, Any]:
 
     rows = list(iter_jsonl(path))
     lengths = sorted(len(r["thinking"]) + 2 for r in rows)  # bytes tokenizer: one token per ASCII character
-    texts = [r["thinking"] for r in rows]
+    metas = [_metadata(r) for r in rows]
     return {"rows": len(rows), "median_trace_tokens": statistics.median(lengths) if lengths else 0,
             "length_deciles": [lengths[min(len(lengths) - 1, int(q * len(lengths)))] for q in
                                (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)] if lengths else [],
-            "checks": dict(sorted(Counter(str(r.get("metadata", {}).get("checks", 0)) for r in rows).items())),
-            "corrected": sum(1 for r in rows if r.get("metadata", {}).get("corrected")),
+            "checks": dict(sorted(Counter(str(m.get("checks", 0)) for m in metas).items())),
+            "corrected": sum(1 for m in metas if m.get("corrected")),
             "max_trace_tokens": max(lengths, default=0), "domains": dict(Counter(r.get("domain") for r in rows)),
             "lengths": lengths}
+
+
+def _metadata(row: dict[str, Any]) -> dict[str, Any]:
+    """A selected row's metadata (curate writes it as a JSON string, s1K's schema)."""
+    meta = row.get("metadata") or {}
+    return json.loads(meta) if isinstance(meta, str) else meta
 
 
 def stage_sft(cfg: RunConfig, base_model: str, dataset: str, folder: Path) -> dict[str, Any]:
