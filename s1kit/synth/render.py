@@ -39,7 +39,7 @@ def render_direct(question: str, attempt: str) -> tuple[str, str]:
     return render_prompt(question), f"{attempt}{END}"
 
 
-WORKED_OPEN = "\nSolution in steps:\n"
+WORKED_OPEN = "\nA worked solution:\n"
 """Between a worked example's question and its first line: as many tokens (20, one per character)
 as the s1 chat format puts between the question and the first thinking line
 (``<|im_end|>\\n<|im_start|>assistant\\n<|im_start|>think\\n``, special tokens counted as one)."""
@@ -50,7 +50,7 @@ WORKED_CLOSE = "\nResult:\n"
 def render_worked(question: str, thinking: str, attempt: str) -> tuple[str, str]:
     """(prompt, completion) of a *worked example*: a plain document outside the chat format.
 
-    ``"{question}\nSolution in steps:\n"`` then ``"{thinking}\nResult:\n{attempt}<|im_end|>"``: what a
+    ``"{question}\nA worked solution:\n"`` then ``"{thinking}\nResult:\n{attempt}<|im_end|>"``: what a
     base model's pre-training corpus holds besides direct answers (textbook solutions). No
     think/answer delimiters and no chat turns, so a base model trained on both still answers a chat
     prompt directly; SFT then only has to tie the steps it has seen to the s1 thinking format

@@ -34,7 +34,7 @@ from s1kit.synth.tasks import Problem, get_family
 # the s1 format's rendering (s1kit.synth.render), imported here for the teacher's callers
 from s1kit.synth.render import (ANSWER, END, THINK, base_corpus, parse_answer, render_direct,  # noqa: F401
                                 render_prompt, render_s1, render_worked)
-from s1kit.synth.verify import (LAYOUT as RGRID, VERIFIERS, check_lines, draw_checks, verifies,
+from s1kit.synth.verify import (HEADER, LAYOUT as RGRID, VERIFIERS, check_lines, draw_checks, verifies,
                                wrong_last_line)
 
 ANSWER_PREFIX = "Answer: "
@@ -478,7 +478,7 @@ def _solve_checked(problem: Problem, layout: str, clean: Tape, u: float, mistake
         bad = wrong_last_line(problem, lines, last, rng)
         if bad is not None:
             lines, corrected, n_checks = bad, True, max(n_checks, 1)
-    lines += check_lines(problem, last, answer, n_checks, caught=corrected)
+    lines = [HEADER, *lines, *check_lines(problem, last, answer, n_checks, caught=corrected)]
     return Trace(thinking="\n".join(lines), attempt=ANSWER_PREFIX + answer, answer=answer,
                  correct=answer == problem.answer, mistake=mistake, corrected=corrected, checked=n_checks > 0,
                  layout=layout, steps=clean.steps, checks=n_checks)

@@ -31,6 +31,9 @@ from s1kit.synth.tasks import Problem
 WIDTH = 19
 """Characters per line: 9 single-digit terms with '+' between; a 16-letter word, a space, the letter and the count."""
 CHECK = "Wait, let me check:"
+HEADER = "Working it through:"
+"""The first line of a checked grid's trace (the same in the base's worked examples and in SFT, so
+the line after it starts in the context the base learned it in: docs/learnability.md, finding 10)."""
 MAX_CHECKS = 2
 LAYOUT = "rgrid"
 
