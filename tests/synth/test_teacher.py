@@ -10,6 +10,7 @@ from s1kit.data.rows import validate_row
 from s1kit.synth.tasks import FAMILIES, generate
 from s1kit.synth.teacher import (ANSWER, END, LAYOUTS, RECHECK, THINK, base_corpus, parse_answer, render_direct,
                                  render_s1, render_worked, solve, teacher_rows)
+from s1kit.synth.render import WORKED_CLOSE, WORKED_OPEN
 from s1kit.synth.tokenizer import char_tokenizer
 from s1kit.synth.verify import verifies
 
@@ -109,7 +110,13 @@ def test_s1_format_round_trips_through_the_char_tokenizer(tok, family):
         w_ids = tok.encode(w_prompt + w_completion, add_special_tokens=False)
         # a plain document: no chat turns, no think/answer delimiters, the same steps and answer
         assert im_start not in w_ids and w_ids.count(im_end) == 1
-        assert w_prompt == r["question"] + "\n" and r["thinking"] in w_completion
+        assert w_prompt == r["question"] + WORKED_OPEN and r["thinking"] in w_completion
+        # the worked example puts as many tokens between the question and the first line, and between
+        # the last line and the answer, as the s1 chat format does (finding 10)
+        q_end = len(tok.encode(f"<|im_start|>user\n{r['question']}", add_special_tokens=False))
+        first = len(tok.encode(prompt + THINK + "\n", add_special_tokens=False))
+        assert first - q_end == len(tok.encode(WORKED_OPEN, add_special_tokens=False)) == 20
+        assert len(tok.encode("\n" + ANSWER + "\n", add_special_tokens=False)) == len(tok.encode(WORKED_CLOSE, add_special_tokens=False))
         assert parse_answer(w_completion) == r["answer"]
 
 
@@ -146,7 +153,7 @@ def test_base_corpus_mixes_worked_examples_and_direct_answers():
         worked.setdefault(r["question"], set()).add(render_worked(r["question"], r["thinking"], r["attempt"]))
     for prompt, completion, kind in corpus:
         if kind == "worked":
-            assert (prompt, completion) in worked[prompt.removesuffix("\n")]
+            assert (prompt, completion) in worked[prompt.removesuffix(WORKED_OPEN)]
         else:  # a chat prompt answered at once: no thinking in the direct part of the base corpus
             assert prompt.startswith("<|im_start|>user\n") and completion.startswith("Answer: ")
             assert THINK not in completion

@@ -11,13 +11,16 @@ import pytest
 
 from s1kit.synth.tasks import check, generate
 from s1kit.synth.teacher import default_layout, solve, teacher_rows
-from s1kit.synth.verify import CHECK, WIDTH, verifies
+from s1kit.synth.verify import CHECK, HEADER, WIDTH, verifies
 
 VERIFIED = ("add_chain", "count_letter")
 
 
 def _lines(thinking: str) -> list[str]:
-    return thinking.splitlines()
+    """The trace's lines after its header (the first line of every checked grid's trace)."""
+    lines = thinking.splitlines()
+    assert lines[0] == HEADER and len(HEADER) == WIDTH
+    return lines[1:]
 
 
 @pytest.mark.parametrize("family", VERIFIED)
@@ -76,6 +79,7 @@ def test_a_caught_wrong_last_step_is_corrected_by_the_first_check(family):
         lines = _lines(r["thinking"])
         assert lines[-2] == CHECK and lines[-1].endswith(f"no, so {r['answer']}")
         assert lines[-3].strip()[-1] != r["answer"]  # the last grid line was wrong
+        assert lines[-1].strip()[-1] == r["answer"]
         assert r["teacher_correct"] and r["attempt"] == f"Answer: {r['answer']}"
 
 
