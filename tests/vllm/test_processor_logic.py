@@ -310,3 +310,26 @@ def test_rows_that_accept_any_id_are_left_to_vllms_argmax(tok):
         outs[1].append(picks[1])
     assert proc.active[0].machine.done and proc.active[0].machine.answer_tokens == 3
     assert proc.active[1].machine.ids[:4] == outs[1]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.9], ids=["greedy", "seeded"])
+def test_r1_eos_inside_the_thinking_is_an_ordinary_token_as_in_hf(tok, fake_params, temperature):
+    """r1 has no id that both ends the answer and stops the thinking, so the sentinel (EOS,
+    <|im_end|>) is an ordinary thinking token: the machine (and hf) accept it there. The processor
+    lets vLLM stop on it and the driver continues the run in a new request, so the run equals the
+    machine's own loop (the processor used to ban it while thinking: hf and vLLM diverged)."""
+    im_end, think_end = tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("</think>")
+    model = ScriptedModel(len(tok), [im_end, think_end], rate=0.2, seed=3)
+    policy = BudgetPolicy.preset("r1", max_thinking_tokens=40, num_ignore=1, max_answer_tokens=8,
+                                 temperature=temperature, top_k=3, seed=5)
+    reqs = [Request(chat_prompt(tok, q), policy, key=f"r{i}") for i, q in enumerate(QUESTIONS)]
+    llm = FakeLLM(tok, model, max_num_seqs=4, chunked=0.5, preempt=0.05, swap=0.2, seed=4)
+    backend = VLLMBackend(llm, tokenizer=tok)
+    results = backend.generate(reqs)
+    for req, res in zip(reqs, results):
+        assert dataclasses.asdict(res) == dataclasses.asdict(reference(backend, model, req)), req.key
+    inside = [r for r in results if im_end in r.ids[:r.thinking_tokens + r.forced_tokens]]
+    assert inside and any(r.waits_injected for r in results)  # the case happened (and continued)
+    from s1kit.backends.vllm.processor import _SUSPENDED
+
+    assert not _SUSPENDED  # every suspended run was continued

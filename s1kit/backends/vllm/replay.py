@@ -18,6 +18,11 @@ ARG_KEY = "s1kit_key"
 """The sample's key: seeds its sampler (with policy.seed), as Request.key does."""
 ARG_UID = "s1kit_uid"
 """An id under which the worker keeps the request's trace until the driver collects it."""
+ARG_RESUMABLE = "s1kit_resumable"
+"""The driver continues the request if vLLM stops it on a stop id the machine took as an ordinary
+token (an r1 run's EOS while thinking): the processor then bans no id that the hf engine allows."""
+ARG_RESUME = "s1kit_resume"
+"""The uid of the suspended request that this one continues (prompt: its prompt and every id so far)."""
 
 
 class ReplayError(RuntimeError):
