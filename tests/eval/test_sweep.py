@@ -44,3 +44,29 @@ def test_sweep_rejects_sampling_and_bad_grids(stopping_model, qwen_tokenizer):
         sweep(backend, [[1, 2]], [], [0], BudgetPolicy())
     with pytest.raises(ConfigError, match="waits"):
         sweep(backend, [[1, 2]], [5], [-1], BudgetPolicy())
+
+
+def test_sweep_decodes_without_autograd(stopping_model, qwen_tokenizer):
+    """Called outside inference mode (the eval stage does), every forward of the sweep still runs
+    without autograd: with it, each step's cache held the graph of all earlier steps (an 8-prompt
+    sweep on a 135M model grew past 24 GB)."""
+    import torch
+
+    tok = qwen_tokenizer
+    backend = HFBackend(stopping_model, tok, batch_size=2)
+    modes = []
+    forward = stopping_model.forward
+
+    def recording(*args, **kwargs):
+        modes.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+        return forward(*args, **kwargs)
+
+    stopping_model.forward = recording
+    try:
+        assert torch.is_grad_enabled()
+        points = sweep(backend, [chat_prompt(tok, q) for q in QUESTIONS[:2]], [5, 20], [0, 1],
+                       BudgetPolicy(max_answer_tokens=4))
+    finally:
+        del stopping_model.forward
+    assert modes and set(modes) == {(True, False)}
+    assert all(r.ids for results in points.values() for r in results)

@@ -97,6 +97,7 @@ class DecodeLoop:
         self.next_pos: list[int] = []  # logical position of each row's next token
         self.logits: torch.Tensor | None = None  # [rows, vocab] for the next pick
 
+    @torch.inference_mode()  # for every caller: with autograd on, the cache's graph grows every step
     def run(self, intake, done, more=lambda: False, wait=None) -> None:
         steps = 0
         while True:
