@@ -42,8 +42,7 @@ CORRECTION_RATE = 0.1
 CHECK_RATE = 0.5
 """Default probability of the self-check of the other families' traces (one at most)."""
 GRID_CHECK_RATE = 0.15
-"""Default probability of each further check (at most two) on the checked grids: fewer than half of
-the traces are checked, so a model trained on them mostly ends its thinking unchecked."""
+"""Each further check (at most two) on the checked grids: most traces end unchecked."""
 
 
 @dataclass
