@@ -38,9 +38,8 @@ from s1kit.synth.verify import (HEADER, LAYOUT as RGRID, VERIFIERS, check_lines,
 ANSWER_PREFIX = "Answer: "
 RECHECK = "Wait, let me check that again."
 CORRECTION_RATE = 0.1
-"""Default share of caught mistakes (a wrong last step) for the checked grids of s1kit.synth.verify (0 for the others)."""
-CHECK_RATE = 0.5
-"""Default probability of the self-check of the other families' traces (one at most)."""
+"""Default share of caught mistakes (a wrong last step) on the checked grids (0 for the others)."""
+CHECK_RATE = 0.5  # the other families' self-check (one at most)
 GRID_CHECK_RATE = 0.15
 """Each further check (at most two) on the checked grids: most traces end unchecked."""
 
