@@ -16,12 +16,10 @@ lookups fast; fetching "the k-th number of the question" by counting positions, 
 ``running`` layout needs, it learns slowly. ``LAYOUTS[family][0]`` is the default, the others
 are kept for the ablations.
 
-Mistakes: with probability ``mistake_rate`` one step's result is wrong and the error is carried
-through the later steps, so the final answer is wrong (``teacher_correct`` False) and a
-correctness filter has work. With probability ``correction_rate`` a wrong step is written and
-then caught: ``Wait, let me check that again.`` and the step is redone correctly (the answer is
-right). With probability ``check_rate`` the trace ends with a self-check of its last step
-(``Wait, let me check: ... Yes, X.``, X the answer reached), consistent with the trace's own numbers.
+Mistakes: with probability ``mistake_rate`` one step is wrong and the error carried through
+(``teacher_correct`` False: a correctness filter has work); ``correction_rate``: a wrong step
+caught and redone (``Wait, let me check that again.``); ``check_rate``: a final self-check.
+The checked grids (``rgrid``, the default for add_chain and count_letter) are s1kit.synth.verify's.
 """
 
 from __future__ import annotations
@@ -40,12 +38,10 @@ from s1kit.synth.verify import (HEADER, LAYOUT as RGRID, VERIFIERS, check_lines,
 ANSWER_PREFIX = "Answer: "
 RECHECK = "Wait, let me check that again."
 CORRECTION_RATE = 0.1
-"""Default share of caught mistakes (a wrong last step) for the checked grids of s1kit.synth.verify (0 for the others)."""
-CHECK_RATE = 0.5
-"""Default probability of the self-check of the other families' traces (one at most)."""
+"""Default share of caught mistakes (a wrong last step) on the checked grids (0 for the others)."""
+CHECK_RATE = 0.5  # the other families' self-check (one at most)
 GRID_CHECK_RATE = 0.15
-"""Default probability of each further check (at most two) on the checked grids: fewer than half of
-the traces are checked, so a model trained on them mostly ends its thinking unchecked."""
+"""Each further check (at most two) on the checked grids: most traces end unchecked."""
 
 
 @dataclass
