@@ -39,7 +39,7 @@ from s1kit.pipeline.config import RunConfig
 
 log = logging.getLogger(__name__)
 
-CORPUS_FORMAT = 3
+CORPUS_FORMAT = 5
 """The base corpus's rendering (s1kit.synth.render.render_worked): part of the base stages' key."""
 
 

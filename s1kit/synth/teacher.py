@@ -40,7 +40,7 @@ RECHECK = "Wait, let me check that again."
 CORRECTION_RATE = 0.1
 """Default share of caught mistakes (a wrong last step) on the checked grids (0 for the others)."""
 CHECK_RATE = 0.5  # the other families' self-check (one at most)
-GRID_CHECK_RATE = 0.15
+GRID_CHECK_RATE = 0.3
 """Each further check (at most two) on the checked grids: most traces end unchecked."""
 
 
@@ -121,7 +121,7 @@ WORD_W = 18  # the letter sought, a count digit and up to 16 letters
 def _add_chain(d: dict[str, Any], layout: str, tape: Tape) -> str:
     terms = list(d["terms"])
     if layout == RGRID:
-        return VERIFIERS["add_chain"][0](d, tape)
+        return VERIFIERS["add_chain"](d, tape)
     if layout == "grid":  # the expression, right-aligned; each line adds its first two terms
         items = list(terms)
         tape.line(f"{'+'.join(map(str, items)):>{CHAIN_W}}")
@@ -315,7 +315,7 @@ def _count_letter(d: dict[str, Any], layout: str, tape: Tape) -> str:
     word, letter = d["word"], d["letter"]
     count = 0
     if layout == RGRID:
-        return VERIFIERS["count_letter"][0](d, tape)
+        return VERIFIERS["count_letter"](d, tape)
     if layout == "grid":
         # a head (the letter sought and the count so far) eats one letter per line, all within
         # fixed offsets of the previous line: "r0rasp" -> " r1asp" -> "  r1sp"
@@ -465,16 +465,18 @@ def _solve_checked(problem: Problem, layout: str, clean: Tape, u: float, mistake
     """Zero to two checks of the last step (s1kit.synth.verify); a caught mistake is a wrong last
     step, corrected by the first check."""
     n_checks = draw_checks(rng, check_rate)
-    lines, answer, mistake, corrected, last = list(clean.lines), problem.answer, False, False, clean.last
+    lines, answer, mistake, corrected = list(clean.lines), problem.answer, False, False
+    right = list(clean.lines)
     if u < mistake_rate and clean.steps:
         faulty, wrong_answer = _fault(problem, layout, clean, rng, caught=False)
         if faulty is not None:  # the checks agree with the trace's own (wrong) numbers
-            lines, answer, mistake, last = list(faulty.lines), wrong_answer, True, faulty.last
+            lines, answer, mistake = list(faulty.lines), wrong_answer, True
+            right = list(faulty.lines)
     elif u < mistake_rate + correction_rate:
-        bad = wrong_last_line(problem, lines, last, rng)
+        bad = wrong_last_line(problem, lines, clean.last, rng)
         if bad is not None:
             lines, corrected, n_checks = bad, True, max(n_checks, 1)
-    lines = [HEADER, *lines, *check_lines(problem, last, answer, n_checks, caught=corrected)]
+    lines = [HEADER, *lines, *check_lines(right, right[-1], n_checks)]
     return Trace(thinking="\n".join(lines), attempt=ANSWER_PREFIX + answer, answer=answer,
                  correct=answer == problem.answer, mistake=mistake, corrected=corrected, checked=n_checks > 0,
                  layout=layout, steps=clean.steps, checks=n_checks)

@@ -1,24 +1,26 @@
 """The embedded default's traces: right-aligned grids on one fixed width, and the checks a ``Wait`` starts.
 
     tape = Tape(); answer = rgrid_add_chain(problem.data, tape)
-    lines = check_lines(problem, tape, n_checks=1)          # ["Wait, let me check:", "  1+7=08, yes, 8"]
+    lines = check_lines(tape.lines, tape.lines[-1], n_checks=1)  # ["Wait, let me check:", "  1+7", "    8"]
 
 For add_chain and count_letter (docs/learnability.md, finding 10) every line of a trace, the
 checks included, is :data:`WIDTH` characters wide and right-aligned, so that
 
 - every step reads the line above at fixed distances that do not depend on the problem's length
   (the grid consumes its input *from the right*: ``3+4+5+1`` -> ``3+4+6`` -> ``3+0`` -> ``3``;
-  ``raspberry r0`` -> ``raspberr r0`` -> ``raspber r1``), and the first line copies the question's
+  ``raspberryr0`` -> ``raspberrr0`` -> ``raspberr1``: the letter dropped, the letter sought and the count
+  are three adjacent characters), and the first line copies the question's
   operands from fixed distances too (the questions end with their operands: ``What is 3+4+5+1
   mod 10?``, ``In raspberry, how many r?``), so problems of different lengths share one program;
 - the last character of every line is the running result (the sum of the terms consumed so far,
   the count so far), and the answer copies the last character of the last line: a trace cut at a
   line's end answers its best partial result, and every trace is a whole number of lines, so
   caps taken from the selected traces' lengths cut at a line's end;
-- a check is two lines, ``Wait, let me check:`` and the last step re-derived from the two lines
-  above it, ending with the answer restated (``1+7=08, yes, 8``); a trace carries zero, one or two
-  checks, so a ``Wait`` after a finished check is something the model has seen. A *caught*
-  mistake is a wrong last step, corrected by the first check (``1+7=08, no, so 8``).
+- a check is three lines: ``Wait, let me check:``, the next-to-last grid line copied at its columns,
+  and the last step recomputed from it (the grid's own step at the grid's own distances, ending
+  with the answer); a trace carries zero, one or two checks, so a ``Wait`` after a finished check
+  is something the model has seen. A *caught* mistake is a wrong last line, which the first
+  check's recomputed line corrects; the answer copies the last line, as always.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, Callable
 from s1kit.synth.tasks import Problem
 
 WIDTH = 19
-"""Characters per line: 9 single-digit terms with '+' between; a 16-letter word, a space, the letter and the count."""
+"""Characters per line: 9 single-digit terms with '+' between; a 16-letter word, the letter and the count."""
 CHECK = "Wait, let me check:"
 HEADER = "Working it through:"
 """The first line of a checked grid's trace (the same in the base's worked examples and in SFT, so
@@ -65,34 +67,22 @@ def rgrid_count_letter(d: dict[str, Any], tape: Any) -> str:
     from s1kit.synth.teacher import _near
 
     rest, letter, count = d["word"], d["letter"], 0
-    tape.line(_line(f"{rest} {letter}{count}"))
+    tape.line(_line(f"{rest}{letter}{count}"))
     tape.last = ("", letter, 0, 0)
     while rest:
         x, rest = rest[-1], rest[:-1]
         before = count
         if x == letter:
             count = tape.step(count + 1, _near(0, 9, 1))
-        tape.line(_line(f"{rest} {letter}{count}"))
+        tape.line(_line(f"{rest}{letter}{count}"))
         tape.last = (x, letter, before, count)
     return str(count)
 
 
-def _chain_check(last: tuple, answer: str, caught: bool) -> str:
-    a, b, v = last
-    return f"{a}+{b}={v:02d}, no, so {answer}" if caught else f"{a}+{b}={v:02d}, yes, {answer}"
-
-
-def _letter_check(last: tuple, answer: str, caught: bool) -> str:
-    x, letter, before, _ = last
-    d = int(x == letter)
-    head = f"{x}{'=' if d else '!'}{letter},{before}+{d}={before + d},"
-    return f"{head} no, so {answer}" if caught else f"{head} yes, {answer}"
-
-
-# family -> (the grid's tracer, the check line of its last step, the right last step)
-VERIFIERS: dict[str, tuple[Callable[[dict[str, Any], Any], str], Callable[[tuple, str, bool], str]]] = {
-    "add_chain": (rgrid_add_chain, _chain_check),
-    "count_letter": (rgrid_count_letter, _letter_check),
+# family -> the grid's tracer
+VERIFIERS: dict[str, Callable[[dict[str, Any], Any], str]] = {
+    "add_chain": rgrid_add_chain,
+    "count_letter": rgrid_count_letter,
 }
 
 
@@ -109,12 +99,15 @@ def draw_checks(rng: random.Random, check_rate: float) -> int:
     return k
 
 
-def check_lines(problem: Problem, last: tuple, answer: str, n_checks: int, caught: bool = False) -> list[str]:
-    """``n_checks`` checks of the last step (two lines each); ``caught``: the first one corrects it."""
-    line = VERIFIERS[problem.family][1]
+def check_lines(lines: list[str], right_last: str, n_checks: int) -> list[str]:
+    """``n_checks`` checks of the last step: ``Wait, let me check:``, the grid's next-to-last line
+    copied at its columns, and the last step recomputed from it (``right_last``), so a check is the
+    grid's own step again, read at the grid's own distances. After a caught mistake (a wrong last
+    line) the recomputed line is the right one, and the answer copies it."""
+    head = [CHECK] + ([lines[-2]] if len(lines) >= 2 else [])
     out: list[str] = []
-    for k in range(n_checks):
-        out += [CHECK, _line(line(last, answer, caught and k == 0))]
+    for _ in range(n_checks):
+        out += [*head, right_last]
     return out
 
 
@@ -131,4 +124,4 @@ def wrong_last_line(problem: Problem, lines: list[str], last: tuple, rng: random
     if not x:
         return None
     bad = count + 1 if count == before or rng.random() < 0.5 else before
-    return lines[:-1] + [_line(f" {letter}{bad}")]
+    return lines[:-1] + [_line(f"{letter}{bad}")]

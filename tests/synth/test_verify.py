@@ -1,6 +1,7 @@
 """The checked right-aligned grids (issue 14, docs/learnability.md finding 10): one width for every
 line, operations at fixed distances whatever the problem's length, the running result as every
-line's last character, zero to two checks of the last step, a caught wrong last step corrected."""
+line's last character, zero to two checks of the last step (the grid's own step again, read at the
+grid's own distances), a caught wrong last step corrected."""
 
 from __future__ import annotations
 
@@ -47,14 +48,14 @@ def test_the_first_line_copies_the_end_of_the_question_at_a_fixed_distance(famil
     for p in generate(family, 100, seed=4, levels=(4,)):
         first = _lines(solve(p, check_rate=0.0, correction_rate=0.0).thinking)[0]
         ops = p.question.removeprefix("What is ").removesuffix(" mod 10?") if family == "add_chain" else \
-            f"{p.data['word']} {p.data['letter']}0"
+            f"{p.data['word']}{p.data['letter']}0"
         assert first == f"{ops:>{WIDTH}}"
     lengths = {len(p.data["terms" if family == "add_chain" else "word"]) for p in generate(family, 200, seed=0, levels=(4,))}
     assert len(lengths) >= 5  # the evaluation level spans several lengths
 
 
 @pytest.mark.parametrize("family", VERIFIED)
-def test_zero_one_or_two_checks_each_two_lines_ending_with_the_answer(family):
+def test_zero_one_or_two_checks_each_the_last_step_again_at_the_grids_distances(family):
     counts = Counter()
     for p in generate(family, 300, seed=3, levels=(4,)):
         t = solve(p, correction_rate=0.0, check_rate=0.5, seed=1)
@@ -62,10 +63,12 @@ def test_zero_one_or_two_checks_each_two_lines_ending_with_the_answer(family):
         starts = [i for i, line in enumerate(lines) if line == CHECK]
         counts[len(starts)] += 1
         assert t.checks == len(starts) <= 2 and t.correct
-        for i in starts:
-            assert lines[i + 1].endswith(f"yes, {p.answer}") and len(lines[i + 1]) == WIDTH
+        grid = lines[:starts[0]] if starts else lines
+        for i in starts:  # the next-to-last grid line copied at its columns, then the last step recomputed
+            assert lines[i + 1:i + 3] == grid[-2:] and len(CHECK) == WIDTH
+            assert lines[i - 1] == grid[-1] and lines[i + 2].strip()[-1] == p.answer
         if starts:
-            assert starts[-1] == len(lines) - 2  # the last check is the end of the thinking
+            assert starts[-1] == len(lines) - 3  # the last check is the end of the thinking
     assert counts[0] and counts[1] and counts[2]
     assert math.isclose(counts[0] / 300, 0.5, abs_tol=0.1)
 
@@ -77,9 +80,9 @@ def test_a_caught_wrong_last_step_is_corrected_by_the_first_check(family):
     assert len(corrected) >= 190
     for r in corrected:
         lines = _lines(r["thinking"])
-        assert lines[-2] == CHECK and lines[-1].endswith(f"no, so {r['answer']}")
-        assert lines[-3].strip()[-1] != r["answer"]  # the last grid line was wrong
-        assert lines[-1].strip()[-1] == r["answer"]
+        assert lines[-3] == CHECK and lines[-2] == lines[-5]  # the next-to-last grid line again
+        assert lines[-4].strip()[-1] != r["answer"]  # the last grid line was wrong
+        assert lines[-1].strip()[-1] == r["answer"] and lines[-1] != lines[-4]  # recomputed: right
         assert r["teacher_correct"] and r["attempt"] == f"Answer: {r['answer']}"
 
 
