@@ -3,7 +3,7 @@
     tape = Tape(); answer = rgrid_add_chain(problem.data, tape)
     lines = check_lines(tape.lines, tape.lines[-1], n_checks=1)  # ["Wait, let me check:", "  1+7", "    8"]
 
-For add_chain and count_letter (docs/learnability.md, finding 10) every line of a trace, the
+For add_chain and count_letter (docs/learnability.md, findings 10 and 11) every line of a trace, the
 checks included, is :data:`WIDTH` characters wide and right-aligned, so that
 
 - every step reads the line above at fixed distances that do not depend on the problem's length
