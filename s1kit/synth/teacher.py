@@ -465,18 +465,16 @@ def _solve_checked(problem: Problem, layout: str, clean: Tape, u: float, mistake
     """Zero to two checks of the last step (s1kit.synth.verify); a caught mistake is a wrong last
     step, corrected by the first check."""
     n_checks = draw_checks(rng, check_rate)
-    lines, answer, mistake, corrected = list(clean.lines), problem.answer, False, False
-    right = list(clean.lines)
+    lines, right, answer, mistake, corrected = list(clean.lines), list(clean.lines), problem.answer, False, False
     if u < mistake_rate and clean.steps:
         faulty, wrong_answer = _fault(problem, layout, clean, rng, caught=False)
         if faulty is not None:  # the checks agree with the trace's own (wrong) numbers
-            lines, answer, mistake = list(faulty.lines), wrong_answer, True
-            right = list(faulty.lines)
+            lines, right, answer, mistake = list(faulty.lines), list(faulty.lines), wrong_answer, True
     elif u < mistake_rate + correction_rate:
         bad = wrong_last_line(problem, lines, clean.last, rng)
         if bad is not None:
             lines, corrected, n_checks = bad, True, max(n_checks, 1)
-    lines = [HEADER, *lines, *check_lines(right, right[-1], n_checks)]
+    lines = [HEADER, *lines, *check_lines(right, n_checks)]  # right: the lines the checks recompute
     return Trace(thinking="\n".join(lines), attempt=ANSWER_PREFIX + answer, answer=answer,
                  correct=answer == problem.answer, mistake=mistake, corrected=corrected, checked=n_checks > 0,
                  layout=layout, steps=clean.steps, checks=n_checks)

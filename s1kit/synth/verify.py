@@ -1,7 +1,7 @@
 """The embedded default's traces: right-aligned grids on one fixed width, and the checks a ``Wait`` starts.
 
     tape = Tape(); answer = rgrid_add_chain(problem.data, tape)
-    lines = check_lines(tape.lines, tape.lines[-1], n_checks=1)  # ["Wait, let me check:", "  1+7", "    8"]
+    lines = check_lines(tape.lines, n_checks=1)  # ["Wait, let me check:", "  1+7", "    8"]
 
 For add_chain and count_letter (docs/learnability.md, findings 10 and 11) every line of a trace, the
 checks included, is :data:`WIDTH` characters wide and right-aligned, so that
@@ -99,15 +99,16 @@ def draw_checks(rng: random.Random, check_rate: float) -> int:
     return k
 
 
-def check_lines(lines: list[str], right_last: str, n_checks: int) -> list[str]:
+def check_lines(lines: list[str], n_checks: int) -> list[str]:
     """``n_checks`` checks of the last step: ``Wait, let me check:``, the grid's next-to-last line
-    copied at its columns, and the last step recomputed from it (``right_last``), so a check is the
-    grid's own step again, read at the grid's own distances. After a caught mistake (a wrong last
+    copied at its columns, and the last step recomputed from it (the last line of ``lines``, the
+    grid with its right last line), so a check is the grid's own step again, read at the grid's
+    own distances. After a caught mistake (a wrong last
     line) the recomputed line is the right one, and the answer copies it."""
     head = [CHECK] + ([lines[-2]] if len(lines) >= 2 else [])
     out: list[str] = []
     for _ in range(n_checks):
-        out += [*head, right_last]
+        out += [*head, lines[-1]]
     return out
 
 
