@@ -8,9 +8,9 @@ checks included, is :data:`WIDTH` characters wide and right-aligned, so that
 
 - every step reads the line above at fixed distances that do not depend on the problem's length
   (the grid consumes its input *from the right*: ``3+4+5+1`` -> ``3+4+6`` -> ``3+0`` -> ``3``;
-  ``raspberryr0`` -> ``raspberrr0`` -> ``raspberr1``: the letter dropped, the letter sought and the count
-  are three adjacent characters), and the first line copies the question's
-  operands from fixed distances too (the questions end with their operands: ``What is 3+4+5+1
+  ``raspberryr0`` -> ``raspberrr0`` -> ``raspberr1``: the letter dropped, the letter sought and
+  the count are three adjacent characters), and the first line copies the question's operands
+  from fixed distances too (the questions end with their operands: ``What is 3+4+5+1
   mod 10?``, ``In raspberry, how many r?``), so problems of different lengths share one program;
 - the last character of every line is the running result (the sum of the terms consumed so far,
   the count so far), and the answer copies the last character of the last line: a trace cut at a
@@ -103,8 +103,8 @@ def check_lines(lines: list[str], n_checks: int) -> list[str]:
     """``n_checks`` checks of the last step: ``Wait, let me check:``, the grid's next-to-last line
     copied at its columns, and the last step recomputed from it (the last line of ``lines``, the
     grid with its right last line), so a check is the grid's own step again, read at the grid's
-    own distances. After a caught mistake (a wrong last
-    line) the recomputed line is the right one, and the answer copies it."""
+    own distances. After a caught mistake (a wrong last line) the recomputed line is the right one,
+    and the answer copies it."""
     head = [CHECK] + ([lines[-2]] if len(lines) >= 2 else [])
     out: list[str] = []
     for _ in range(n_checks):
