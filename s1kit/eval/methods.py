@@ -62,7 +62,8 @@ def run_budget_forcing(cfg, policy, backend, todo, budgets, samples_path, judge)
     try:
         for prompt_budget, point_budgets in groups:
             prompts = _prompts(cfg, backend, todo, prompt_budget)
-            run_sweep = sweep if backend.prefix_sweep else _sweep_independently  # a capability flag
+            # a capability flag; a shared-prefix sweep is greedy only, sampled points are their own requests
+            run_sweep = sweep if backend.prefix_sweep and policy.temperature == 0 else _sweep_independently
             run_sweep(backend, prompts, point_budgets, waits, policy, keys=[r["id"] for r in todo],
                       on_point=lambda pt, i, res: sink.write(todo[i], res, method="budget_forcing",
                                                              budget=pt.budget, waits=pt.waits))
@@ -72,8 +73,8 @@ def run_budget_forcing(cfg, policy, backend, todo, budgets, samples_path, judge)
 
 def _sweep_independently(backend, prompts, budgets, waits, policy, keys, on_point) -> None:
     """Every (budget, waits) point as its own request, all handed to the backend together: for
-    backends without the transformers engine's KV export (vLLM, whose prefix cache shares the
-    prompts). Greedy results equal the shared-prefix sweep's, point for point."""
+    backends without the ``prefix_sweep`` capability (reference, openai) and for sampled policies.
+    Greedy results equal the shared-prefix sweep's, point for point."""
     from s1kit.backends.base import Request
     from s1kit.eval.sweep import SweepPoint
 

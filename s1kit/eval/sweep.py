@@ -41,7 +41,7 @@ def sweep(backend, prompts: Sequence[Sequence[int]], budgets: Sequence[int], wai
     """
     if not getattr(backend, "prefix_sweep", False):
         raise ConfigError("backend", getattr(backend, "name", type(backend).__name__),
-                          "a backend with the prefix_sweep capability (hf) for a shared-prefix sweep")
+                          "a backend with the prefix_sweep capability (hf, vllm) for a shared-prefix sweep")
     _check(budgets, waits, policy)
     stats = stats if stats is not None else SweepStats()
     keys = list(keys) if keys is not None else [str(i) for i in range(len(prompts))]

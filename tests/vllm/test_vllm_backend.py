@@ -203,8 +203,9 @@ def test_generate_stage_on_vllm(engine, hf, model_dir, tmp_path):
 
 
 def test_eval_on_vllm_equals_the_transformers_sweep(engine, hf, tmp_path):
-    """`s1kit eval --backend vllm`: every sweep point is its own request (no KV export in vLLM);
-    greedy samples equal the transformers engine's shared-prefix sweep, point for point."""
+    """`s1kit eval --backend vllm`: the sweep from one run (longest run + answer continuations off
+    vLLM's prefix cache); greedy samples equal the transformers engine's shared-prefix sweep, point
+    for point."""
     import json
 
     from s1kit.eval.run import EvalConfig, run_eval

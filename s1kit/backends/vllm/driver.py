@@ -55,7 +55,7 @@ class _Prepared:
 class VLLMBackend(MachineFactory):
     """Budget-forced generation on a vLLM engine (``mode``: 'processor' or 'multiround')."""
 
-    prefix_sweep = False  # every sweep point is its own request; vLLM's prefix cache shares the prompt
+    prefix_sweep = True  # s1kit.eval.sweep: one longest run, then answer-phase continuations off the prefix cache
     exact_ids = True
 
     def __init__(self, llm: Any, mode: str = "processor", tokenizer: Any = None, chunk_size: int = 1024,
@@ -81,9 +81,9 @@ class VLLMBackend(MachineFactory):
         self.seeded_sampling = mode == "processor"
         self.batch_size = chunk_size  # what callers hand to generate() at once; vLLM schedules max_num_seqs of them
         cache_config = getattr(getattr(llm.llm_engine, "vllm_config", None), "cache_config", None)
-        if mode == "multiround" and cache_config is not None and not cache_config.enable_prefix_caching:
-            log.warning("s1kit: multi-round mode on an engine without prefix caching: every round prefills the "
-                        "whole prefix again (build it with enable_prefix_caching=True)")
+        if cache_config is not None and not cache_config.enable_prefix_caching:
+            log.warning("s1kit: a vLLM engine without prefix caching: sweep continuations (and multi-round "
+                        "rounds) prefill the whole prefix again (build it with enable_prefix_caching=True)")
 
     @classmethod
     def from_pretrained(cls, model: str, revision: str | None = None, mode: str = "processor",
@@ -105,8 +105,7 @@ class VLLMBackend(MachineFactory):
         if mode == "processor":
             args["logits_processors"] = [PROCESSOR_FQCN, *engine_args.pop("logits_processors", [])]
             args["worker_extension_cls"] = WORKER_EXTENSION
-        else:
-            args.setdefault("enable_prefix_caching", True)
+        args.setdefault("enable_prefix_caching", True)  # sweep continuations and rounds re-submit their prefix
         args.update(engine_args)
         llm = vllm.LLM(**args)
         return cls(llm, mode=mode, chunk_size=chunk_size)
@@ -119,6 +118,12 @@ class VLLMBackend(MachineFactory):
 
     def stats(self) -> dict[str, Any]:
         return {}
+
+    def sweep_chunk(self, *args: Any, **kwargs: Any):
+        """One chunk of a shared-prefix sweep (see :mod:`s1kit.eval.sweep` and :mod:`.sweep`)."""
+        from s1kit.backends.vllm.sweep import sweep_chunk
+
+        return sweep_chunk(self, *args, **kwargs)
 
     def generate(self, requests: Sequence[Request], on_result: ResultCallback | None = None) -> list[SequenceResult]:
         """Generate every request (in chunks of ``chunk_size``; ``on_result`` after each chunk)."""
@@ -212,12 +217,13 @@ class VLLMBackend(MachineFactory):
 
     def _run_multiround(self, chunk: list[_Prepared]) -> list[SequenceResult]:
         machines = [BudgetMachine(p.cp, p.max_thinking) for p in chunk]
-        run_rounds(machines, [p.prompt for p in chunk], [p.request.key for p in chunk], self._complete,
+        run_rounds(machines, [p.prompt for p in chunk], [p.request.key for p in chunk], self.complete_rounds,
                    self.context_window)
         return [m.result() for m in machines]
 
-    def _complete(self, rounds: list[Round]) -> list[list[int]]:
-        """One ``LLM.generate`` over a batch of rounds (the prefix cache makes the re-prefill cheap)."""
+    def complete_rounds(self, rounds: list[Round]) -> list[list[int]]:
+        """One ``LLM.generate`` over a batch of rounds, plain vLLM requests the processor leaves
+        alone (the prefix cache makes the re-prefill cheap): multi-round mode and sweep continuations."""
         params = []
         for r in rounds:
             sampling: dict[str, Any] = dict(temperature=0.0)
