@@ -246,3 +246,17 @@ def test_no_thinking_phase_is_one_plain_point(stopping_model, qwen_tokenizer, tm
         run_eval(EvalConfig(model="t", benchmarks=("synth:gcd",), synth_n=1, waits=("1",),
                             output_dir=str(tmp_path / "other"), progress=False),
                  BudgetPolicy(max_thinking_tokens=None), backend=backend)
+
+
+def test_a_sampled_sweep_runs_every_point_as_its_own_request(stopping_model, qwen_tokenizer, tmp_path):
+    """The shared-prefix sweep is greedy only: with temperature > 0 a backend that has the
+    ``prefix_sweep`` capability still gets one seeded request per (budget, waits) point."""
+    backend = HFBackend(stopping_model, qwen_tokenizer, batch_size=8)
+    calls = []
+    backend.sweep_chunk = lambda *args, **kwargs: calls.append(args)  # must not be used
+    cfg = EvalConfig(model="tiny", benchmarks=("synth:gcd+sort_digits",), synth_n=1, budgets=("8", "20"),
+                     waits=("0", "1"), output_dir=str(tmp_path), chat_template="chatml", progress=False)
+    run_eval(cfg, BudgetPolicy(max_answer_tokens=4, temperature=0.8, seed=3), backend=backend)
+    samples = [s for s in _samples(tmp_path) if s["method"] == "budget_forcing"]
+    assert not calls and len(samples) == 2 * 4
+    assert {(s["budget"], s["waits"]) for s in samples} == {(8, 0), (8, 1), (20, 0), (20, 1)}
