@@ -82,9 +82,11 @@ def plan_branches(compile: Callable[[BudgetPolicy], CompiledPolicy], longs: Sequ
     a machine's decisions depend only on the tokens it sees)."""
     plan = BranchPlan({pt: [None] * len(longs) for pt in points})
     first_at: dict[tuple, Tag] = {}  # branch state -> the tag that decodes it
+    # one compiled policy per point, shared by its prompts' machines (it tokenizes the policy's strings)
+    compiled = {pt: compile(policy.replace(max_thinking_tokens=pt.budget, num_ignore=pt.waits)) for pt in points}
     for i, long in enumerate(longs):
         for pt in points:
-            cp = compile(policy.replace(max_thinking_tokens=pt.budget, num_ignore=pt.waits))
+            cp = compiled[pt]
             m = BudgetMachine(cp, pt.budget)
             if not replay_until_closed(m, long.sampled):
                 plan.fallbacks.append(((pt, i), cp))
