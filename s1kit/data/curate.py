@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 
 from s1kit.data.manifest import StageManifest, funnel_markdown, manifest_path
 from s1kit.data.rows import DropLog, Row, iter_jsonl, write_jsonl
+from s1kit.data.s1k_columns import S1K_COLUMNS, s1k_row  # noqa: F401 - S1K_COLUMNS for callers
 from s1kit.forcing.validation import ConfigError, check_choice, check_float, check_int
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,9 @@ class CurateConfig:
     seed: int = field(default=0, metadata=_doc("Selection seed (same seed, same selection)."))
     select_half_life: float = field(default=1.0, metadata=_doc(
         "s1k selection: rank weight 2**(-rank / half_life); 1 is s1's. Range: > 0."))
+    select_from: str = field(default="", metadata=_doc(
+        "The stage whose rows select draws from (empty: the one before it). s1's ablations (section 5.1: "
+        "1K-random, -diverse, -longest) skip the difficulty filter: quality."))
     trace_columns: str = field(default="deepseek", metadata=_doc(
         "Which s1K-1.1 column pair holds the traces: deepseek or gemini."))
     parquet: bool = field(default=True, metadata=_doc("Also write the final set as Parquet."))
@@ -108,6 +112,8 @@ class CurateConfig:
         check_float("select_half_life", self.select_half_life, 0.0, 1e9, lo_open=True)
         for stage in self.stages:
             check_choice("stages", stage, STAGES)
+        if self.select_from:
+            check_choice("select_from", self.select_from, STAGES[:-1])
         for spec in self.solver_outputs:
             if "=" not in spec:
                 raise ConfigError("solver_outputs", spec, "entries name=path.jsonl")
@@ -326,6 +332,10 @@ def stage_domains(cfg: CurateConfig, rows: list[Row], ctx: dict[str, Any]) -> St
 def stage_select(cfg: CurateConfig, rows: list[Row], ctx: dict[str, Any]) -> StageResult:
     from s1kit.data.select import select
 
+    if cfg.select_method in ("s1k", "longest") and any(r.get("trace_tokens") is None for r in rows):
+        from s1kit.data.features import add_trace_tokens, load_length_tokenizer  # rows from before difficulty
+
+        add_trace_tokens(rows, load_length_tokenizer(cfg.tokenizer))
     kept, log = select(rows, n=cfg.n, seed=cfg.seed, method=cfg.select_method, half_life=cfg.select_half_life)
     return StageResult(kept, log, {"method": cfg.select_method, "n": cfg.n, "seed": cfg.seed})
 
@@ -346,6 +356,7 @@ FIELD_STAGE = {
         "solver_missing")},
     "domains": "domains", "domain_default": "domains", "llm_model": "domains",
     "select_method": "select", "n": "select", "seed": "select", "select_half_life": "select",
+    "select_from": "select",
 }
 # Fields that change no stage's rows: where and how things are written, pacing, endpoints.
 NOT_OUTPUT_FIELDS = ("output_dir", "name", "teacher", "solver_batch_size", "llm_base_url", "llm_api_key_env",
@@ -364,6 +375,8 @@ def stage_params(cfg: CurateConfig, stage: str, ctx: dict[str, Any]) -> dict[str
         params["files"] = {str(p): file_hash(p) for b in cfg.benchmarks for p in _benchmark_files(Path(b))}
     if stage == "difficulty":
         params["files"] = {s: file_hash(Path(s.split("=", 1)[1])) for s in cfg.solver_outputs}
+    if stage == "select" and cfg.select_from:  # rows from before difficulty: select counts trace tokens itself
+        params["tokenizer"] = cfg.tokenizer
     if stage == "distill":
         params["distill"] = {k: v for k, v in (ctx.get("distill_section") or {}).items()}
     return params
@@ -399,11 +412,20 @@ def run_curate(cfg: CurateConfig, distill_section: Mapping[str, Any] | None = No
             manifests.append(read_manifest(manifest_path(out)))
             prev = out
             continue
+        if stage == "select" and cfg.select_from:
+            prev = _select_input(cfg)
         manifests.append(run_one_stage(cfg, stage, prev, ctx))
         prev = out
     final = write_final(cfg, prev) if prev is not None else {}
     funnel = write_funnel(cfg, manifests)
     return {"funnel": funnel, "output": final, "manifests": [m.to_dict() for m in manifests]}
+
+
+def _select_input(cfg: CurateConfig) -> Path:
+    path = stage_output(cfg, cfg.select_from)
+    if not path.exists():
+        raise ConfigError("select_from", cfg.select_from, f"a stage that has run (no {path})")
+    return path
 
 
 def run_one_stage(cfg: CurateConfig, stage: str, prev: Path | None, ctx: dict[str, Any]) -> StageManifest:
@@ -429,39 +451,8 @@ def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(params, sort_keys=True, default=str))
 
 
-# ---------------------------------------------------------------------------------------------
-# output: the s1K-1.1 columns
-# ---------------------------------------------------------------------------------------------
-
-S1K_COLUMNS = ("solution", "question", "cot_type", "source_type", "metadata", "gemini_thinking_trajectory",
-               "gemini_attempt", "deepseek_thinking_trajectory", "deepseek_attempt", "gemini_grade",
-               "gemini_grade_reason", "deepseek_grade", "deepseek_grade_reason")
-EXTRA_COLUMNS = ("id", "answer", "thinking", "attempt", "domain", "trace_tokens", "solver_correct",
-                 "teacher_correct", "selected_by")
-
-
-def s1k_row(row: Mapping[str, Any], trace_columns: str = "deepseek") -> dict[str, Any]:
-    """A curated row in s1K-1.1's columns (metadata as a JSON string, as s1K stores a string)."""
-    other = "gemini" if trace_columns == "deepseek" else "deepseek"
-    verdict = row.get("teacher_correct")
-    grade = None if verdict is None else ("Yes" if verdict else "No")
-    out: dict[str, Any] = {
-        "solution": row.get("solution") or "", "question": row["question"], "cot_type": row.get("cot_type", ""),
-        "source_type": row.get("source", ""), "metadata": json.dumps(row.get("metadata") or {}, ensure_ascii=False,
-                                                                     sort_keys=True),
-        f"{trace_columns}_thinking_trajectory": row.get("thinking"), f"{trace_columns}_attempt": row.get("attempt"),
-        f"{other}_thinking_trajectory": None, f"{other}_attempt": None,
-        f"{trace_columns}_grade": grade, f"{trace_columns}_grade_reason": "s1kit.eval.grade vs answer"
-        if grade else None, f"{other}_grade": None, f"{other}_grade_reason": None,
-    }
-    out = {k: out[k] for k in S1K_COLUMNS}
-    for k in EXTRA_COLUMNS:
-        value = row.get(k)
-        out[k] = None if value is None else (str(value) if k in ("id", "answer") else value)
-    return out
-
-
 def write_final(cfg: CurateConfig, selected: Path) -> dict[str, str]:
+    """The selected rows in s1K-1.1's columns (s1kit.data.s1k_columns) as JSONL (and Parquet)."""
     rows = [s1k_row(r, cfg.trace_columns) for r in iter_jsonl(selected)]
     base = Path(cfg.output_dir) / cfg.name
     paths = {"jsonl": str(base.with_suffix(".jsonl"))}

@@ -66,6 +66,7 @@ class SourceConfig:
     mistake_rate: float = 0.1
     check_rate: float | None = None  # None: the teacher's default (s1kit.synth.teacher.solve)
     correction_rate: float | None = None
+    family_correction_rates: dict[str, float] | None = None  # synth: family -> rate, over correction_rate
     limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -81,10 +82,22 @@ class SourceConfig:
         for name in ("check_rate", "correction_rate"):
             if getattr(self, name) is not None:
                 check_float(f"sources[].{name}", getattr(self, name), 0.0, 1.0)
+        self._check_family_rates()
         if self.limit is not None:
             check_int("sources[].limit", self.limit, 1)
         if self.revision is not None and (not isinstance(self.revision, str) or not self.revision.strip()):
             raise ConfigError("sources[].revision", self.revision, "a Hub commit SHA, tag or branch")
+
+    def _check_family_rates(self) -> None:
+        rates, where = self.family_correction_rates, "sources[].family_correction_rates"
+        if rates is None:
+            return
+        families = [f.strip() for f in (self.synth or "").split(",") if f.strip()]
+        if not isinstance(rates, Mapping) or any(fam not in families for fam in rates):
+            raise ConfigError(where, rates, "a mapping from this synth source's families (" + ", ".join(families)
+                              + ") to rates")
+        for fam, rate in rates.items():
+            check_float(f"{where}.{fam}", rate, 0.0, 1.0)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SourceConfig":
@@ -195,7 +208,7 @@ def synth_rows(cfg: SourceConfig) -> list[Row]:
     for family in (f.strip() for f in (cfg.synth or "").split(",") if f.strip()):
         problems = generate(family, cfg.n, seed=cfg.seed, levels=cfg.levels)
         rows += teacher_rows(problems, mistake_rate=cfg.mistake_rate, seed=cfg.seed, check_rate=cfg.check_rate,
-                             correction_rate=cfg.correction_rate)
+                             correction_rate=(cfg.family_correction_rates or {}).get(family, cfg.correction_rate))
     for row in rows:  # the teacher's solution is its own trace; keep the question set's answer only
         row["metadata"]["teacher"] = "synth"
     return rows[: cfg.limit] if cfg.limit else rows

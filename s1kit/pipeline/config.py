@@ -42,6 +42,9 @@ class RunConfig:
     correction_rate: float | None = field(default=None, metadata=_doc(
         "Share of teacher traces with a caught mistake (a wrong last step corrected by the first check; "
         "none: s1kit.synth.teacher.CORRECTION_RATE). Range: [0, 1]."))
+    pool_correction_rates: tuple[str, ...] = field(default=(), metadata=_doc(
+        "family=rate entries: the SFT pool's caught-mistake share per family, over correction_rate; "
+        "the base corpus keeps correction_rate (the s1K teacher is not the base's corpus). Range: [0, 1]."))
     # -- base models (the analogue of Qwen2.5-7B/32B-Instruct) -----------------------------------
     base_small: str = field(default="tiny:hidden=48,layers=2,heads=4,kv_heads=2,ffn=192,max_positions=512", metadata=_doc(
         "The smaller base model ('7B'): a tiny: spec (s1kit.train.tiny)."))
@@ -61,6 +64,9 @@ class RunConfig:
     select_half_life: float = field(default=1.0, metadata=_doc(
         "s1K selection: a trace's weight is 2**(-rank / half_life) among its domain's, longest first "
         "(1: s1's; larger keeps a length distribution). Range: > 0."))
+    ablation_from: str = field(default="quality", metadata=_doc(
+        "The curation stage the ablation selections draw from: quality (s1 section 5.1: 1K-random, "
+        "-diverse and -longest skip the difficulty filter) or domains (after every filter, as s1K)."))
     ablations: tuple[str, ...] = field(default=("random",), metadata=_doc(
         "Other selections trained and evaluated against s1K: " + ", ".join(SELECT_ABLATIONS) + "."))
     # -- SFT (s1's schedule, scaled down) ---------------------------------------------------------
@@ -124,12 +130,15 @@ class RunConfig:
             raise ConfigError("families", self.families, "at least one of " + ", ".join(FAMILIES))
         for fam in self.families:
             check_choice("families", fam, tuple(FAMILIES))
+        check_choice("ablation_from", self.ablation_from, ("quality", "domains"))
         for abl in self.ablations:
             check_choice("ablations", abl, SELECT_ABLATIONS)
         check_float("mistake_rate", self.mistake_rate, 0.0, 0.99)
         for name in ("check_rate", "correction_rate"):
             if getattr(self, name) is not None:
                 check_float(name, getattr(self, name), 0.0, 1.0)
+        self.pool_correction_rates = tuple(str(e) for e in self.pool_correction_rates)
+        self.family_correction_rates()
         check_float("base_worked_share", self.base_worked_share, 0.0, 1.0)
         for name in ("base_lr", "sft_lr"):
             check_float(name, getattr(self, name), 0.0, 1.0, lo_open=True)
@@ -147,6 +156,20 @@ class RunConfig:
         for name in ("base_small", "base_large"):
             if not str(getattr(self, name)).startswith("tiny:"):
                 raise ConfigError(name, getattr(self, name), "a 'tiny:KEY=VAL,...' model spec")
+
+    def family_correction_rates(self) -> dict[str, float]:
+        """``pool_correction_rates`` as {family: rate} (validated)."""
+        out: dict[str, float] = {}
+        for entry in self.pool_correction_rates:
+            fam, _, rate = entry.partition("=")
+            try:
+                out[fam.strip()] = float(rate)
+            except ValueError:
+                raise ConfigError("pool_correction_rates", entry, "family=rate entries") from None
+            if fam.strip() not in self.families:
+                raise ConfigError("pool_correction_rates", entry, "families of this run: " + ", ".join(self.families))
+            check_float("pool_correction_rates", out[fam.strip()], 0.0, 1.0)
+        return out
 
     @classmethod
     def from_recipe(cls, path: str | None, overrides: dict[str, Any] | None = None) -> "RunConfig":

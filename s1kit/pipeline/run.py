@@ -106,7 +106,7 @@ def stage_pool(cfg: RunConfig, folder: Path) -> dict[str, Any]:
     write_jsonl(folder / "pool.jsonl", rows)
     # the base models' pre-training documents come from another seed: the questions SFT selects
     # were not seen as worked examples (as a real base model has not seen s1K's solutions)
-    corpus = synth_rows(SourceConfig.from_dict({**_pool_source(cfg), "seed": cfg.seed + 1}))
+    corpus = synth_rows(SourceConfig.from_dict(_pool_source(cfg, sft=False)))
     write_jsonl(folder / "base_corpus_pool.jsonl", corpus)
     eval_rows = load_synth(eval_benchmark(cfg), cfg.eval_per_family, cfg.eval_seed, cfg.eval_levels)
     write_jsonl(folder / "eval_set.jsonl", eval_rows)
@@ -116,9 +116,12 @@ def stage_pool(cfg: RunConfig, folder: Path) -> dict[str, Any]:
             "eval_rows": len(eval_rows)}
 
 
-def _pool_source(cfg: RunConfig) -> dict[str, Any]:
+def _pool_source(cfg: RunConfig, sft: bool = True) -> dict[str, Any]:
+    """The synth source of the SFT pool (``sft``) or of the base corpus (its own seed, no pool overrides)."""
     rates = {k: getattr(cfg, k) for k in ("check_rate", "correction_rate") if getattr(cfg, k) is not None}
-    return {"synth": ",".join(cfg.families), "n": cfg.pool_per_family, "seed": cfg.seed,
+    if sft and cfg.pool_correction_rates:
+        rates["family_correction_rates"] = cfg.family_correction_rates()
+    return {"synth": ",".join(cfg.families), "n": cfg.pool_per_family, "seed": cfg.seed if sft else cfg.seed + 1,
             "mistake_rate": cfg.mistake_rate, **rates}
 
 
@@ -170,7 +173,8 @@ def stage_curate(cfg: RunConfig, pool: dict[str, Any], solvers: list[str], folde
     funnel_md, _ = curate_report(ccfg)
     outputs = {"s1k": str(folder / "s1k.jsonl"), "funnel_md": funnel_md, "funnel": _funnel_counts(ccfg)}
     for method in cfg.ablations:
-        run_curate(replace(ccfg, name=f"{method}1k", select_method=method, stages=("select",), force=True))
+        run_curate(replace(ccfg, name=f"{method}1k", select_method=method, stages=("select",), force=True,
+                           select_from="" if cfg.ablation_from == "domains" else cfg.ablation_from))
         outputs[method] = str(folder / f"{method}1k.jsonl")
     outputs["selection_stats"] = {name: _selection_stats(outputs[name]) for name in ("s1k", *cfg.ablations)}
     return outputs
@@ -272,16 +276,19 @@ def run_pipeline(cfg: RunConfig) -> Path:
     st = Stages(root)
     t0 = time.perf_counter()
     pool = st.run("pool", {"source": _pool_source(cfg), "eval": [cfg.eval_per_family, cfg.eval_seed, list(cfg.eval_levels)],
-                           "base_corpus_seed": cfg.seed + 1}, [],
+                           "base_corpus": _pool_source(cfg, sft=False)}, [],
                   lambda d: stage_pool(cfg, d))
     bases = {}
     for name, spec, steps in (("base_small", cfg.base_small, cfg.base_small_steps),
                               ("base_large", cfg.base_large, cfg.base_steps)):
+        # keyed on the base corpus's own source, not on the pool's: pool-only settings keep the bases
         params = {"spec": spec, "worked": cfg.base_worked_share, "corpus": CORPUS_FORMAT, "steps": steps, "lr": cfg.base_lr,
-                  "batch": cfg.batch_size, "block": cfg.block_size, "seed": cfg.seed}
-        bases[name] = st.run(name, params, ["pool"],
+                  "batch": cfg.batch_size, "block": cfg.block_size, "seed": cfg.seed,
+                  "corpus_source": _pool_source(cfg, sft=False)}
+        bases[name] = st.run(name, params, [],
                              lambda d, s=spec, n=steps: stage_base(cfg, s, n, pool["base_corpus_pool"], d))
-    cur_params = {"n": cfg.select_n, "seed": cfg.seed, "ablations": list(cfg.ablations)}
+    cur_params = {"n": cfg.select_n, "seed": cfg.seed, "ablations": list(cfg.ablations),
+                  "half_life": cfg.select_half_life, "ablation_from": cfg.ablation_from}
     curated = st.run("curate", cur_params, ["pool", "base_small", "base_large"],
                      lambda d: stage_curate(cfg, pool, [bases["base_small"]["model"], bases["base_large"]["model"]], d))
     budgets = budgets_for(cfg, curated["selection_stats"]["s1k"])

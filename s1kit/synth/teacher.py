@@ -470,7 +470,7 @@ def _solve_checked(problem: Problem, layout: str, clean: Tape, u: float, mistake
         faulty, wrong_answer = _fault(problem, layout, clean, rng, caught=False)
         if faulty is not None:  # the checks agree with the trace's own (wrong) numbers
             lines, right, answer, mistake = list(faulty.lines), list(faulty.lines), wrong_answer, True
-    elif u < mistake_rate + correction_rate:
+    elif u < mistake_rate + correction_rate and correction_rate > 0:  # (an impossible uncaught one lands here)
         bad = wrong_last_line(problem, lines, clean.last, rng)
         if bad is not None:
             lines, corrected, n_checks = bad, True, max(n_checks, 1)

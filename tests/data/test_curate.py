@@ -102,6 +102,28 @@ def test_stages_option_reruns_one_stage_on_the_stored_previous_output(tmp_path):
         run_curate(cfg(tmp_path / "fresh", stages=("select",)))
 
 
+def test_select_from_draws_from_an_earlier_stage_as_s1s_ablations_do(tmp_path):
+    """s1's 1K-random/-longest ignore the difficulty filter: select_from=quality draws from before it."""
+    c = cfg(tmp_path, select_method="full")
+    run_curate(c)
+    quality = [json.loads(line) for line in open(stage_output(c, "quality"))]
+    solved = [r["id"] for r in quality[::3]]
+    solver = tmp_path / "solver.jsonl"
+    solver.write_text("".join(json.dumps({"id": i, "sample": 0, "text": f"Answer: {r['answer']}"}) + "\n"
+                              for i, r in zip(solved, quality[::3])))
+    hard = cfg(tmp_path, select_method="full", solver_outputs=(f"small={solver}",))
+    after = [json.loads(line)["id"] for line in open(run_curate(hard)["output"]["jsonl"])]
+    assert manifest(hard, "difficulty")["drops"] == {"solved_by:small": len(solved)}
+    assert set(after) == {r["id"] for r in quality} - set(solved)
+    ablation = cfg(tmp_path, name="longest1k", select_method="longest", n=5, stages=("select",), force=True,
+                   select_from="quality", solver_outputs=hard.solver_outputs)
+    rows = [json.loads(line) for line in open(run_curate(ablation)["output"]["jsonl"])]
+    assert len(rows) == 5 and {r["id"] for r in rows} & set(solved)  # solved rows are candidates again
+    assert [r["trace_tokens"] for r in rows] == sorted((r["trace_tokens"] for r in rows), reverse=True)
+    with pytest.raises(ConfigError, match="select_from"):
+        cfg(tmp_path, select_from="select")
+
+
 def test_real_source_shapes_decontamination_and_solver_difficulty(tmp_path):
     if not (BENCHMARKS / "math500.jsonl").exists():
         pytest.skip("shared benchmarks are absent")

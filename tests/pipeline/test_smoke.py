@@ -55,6 +55,45 @@ def test_smoke_funnel_is_consistent(smoke_run):
     assert len(selected) == cfg.select_n and len({r["id"] for r in selected}) == cfg.select_n
 
 
+def test_ablations_draw_from_the_quality_filtered_pool_as_in_s1(smoke_run):
+    from s1kit.data.curate import read_manifest
+    from s1kit.data.manifest import manifest_path
+
+    cfg, out, _ = smoke_run
+    outputs = json.loads((out / "curate" / "stage.json").read_text())["outputs"]
+    quality = {json.loads(line)["id"] for line in open(out / "curate" / "05-quality.jsonl")}
+    random1k = [json.loads(line) for line in open(outputs["random"])]
+    assert len(random1k) == cfg.select_n and {r["id"] for r in random1k} <= quality
+    select = read_manifest(manifest_path(out / "curate" / "08-select.jsonl"))  # the last ablation's
+    assert select.count_in == len(quality)  # (tests/data/test_curate.py: with rows the difficulty stage drops)
+
+
+def test_pool_only_settings_keep_the_base_models(smoke_run, tmp_path):
+    """pool_correction_rates changes the SFT pool's teacher, not the base corpus: the bases are reused."""
+    import shutil
+    from dataclasses import replace
+
+    from s1kit.pipeline.run import run_pipeline
+
+    cfg, out, _ = smoke_run
+    fork = tmp_path / "fork"
+    shutil.copytree(out, fork)
+    changed = replace(cfg, output_dir=str(fork), pool_correction_rates=("count_letter=0",))
+    before = {n: (fork / n / "stage.json").read_text() for n in ("base_small", "base_large", "curate")}
+    run_pipeline(changed)
+    assert (fork / "base_large" / "stage.json").read_text() == before["base_large"]
+    assert (fork / "base_small" / "stage.json").read_text() == before["base_small"]
+    assert (fork / "curate" / "stage.json").read_text() != before["curate"]
+    assert (fork / "pool" / "base_corpus_pool.jsonl").read_bytes() == (out / "pool" / "base_corpus_pool.jsonl").read_bytes()
+    rows = [json.loads(line) for line in open(fork / "pool" / "pool.jsonl")]
+    caught = {f: sum(r["metadata"]["corrected"] for r in rows if r["metadata"]["family"] == f) for f in cfg.families}
+    assert caught["count_letter"] == 0 and caught["add_chain"] > 0
+    with pytest.raises(ConfigError, match="pool_correction_rates"):
+        replace(cfg, pool_correction_rates=("gcd=0",))
+    with pytest.raises(ConfigError, match="pool_correction_rates"):
+        replace(cfg, pool_correction_rates=("count_letter=1.5",))
+
+
 def test_rerun_reuses_every_stage(smoke_run):
     from s1kit.pipeline.run import run_pipeline
 
