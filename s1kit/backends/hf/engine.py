@@ -6,6 +6,9 @@ model like prompt tokens and the prefix is never prefilled again. Sequences fini
 a finished row leaves the batch (its KV cache rows are dropped) and the others go on. A
 suppressed multi-token stop is removed by masking its cache slots, with position ids that stay
 contiguous, which is what a re-prefill without those tokens computes.
+
+The KV cache is the engine's own (:mod:`.kvcache`): a transformers ``DynamicCache`` whose layers
+write each step's column into preallocated buffers instead of concatenating it onto the whole cache.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
+from s1kit.backends.hf.kvcache import from_rows, merge_into, new_cache
 from s1kit.backends.sampling import generator, pick
 from s1kit.forcing import BudgetMachine
 
@@ -142,18 +146,7 @@ class DecodeLoop:
         self._join(rows, cache, mask, logits, [len(s) for s in seqs])
 
     def _admit_prefilled(self, items) -> None:
-        from transformers import DynamicCache
-
-        width = max(p.kv[0][0].shape[-2] for _, p in items)
-        cache = DynamicCache(config=self.b.model.config)
-        for li, layer in enumerate(cache.layers):
-            keys = torch.stack([_left_pad(p.kv[li][0].unsqueeze(0), width)[0] for _, p in items])
-            values = torch.stack([_left_pad(p.kv[li][1].unsqueeze(0), width)[0] for _, p in items])
-            layer.lazy_initialization(keys, values)
-            layer.keys, layer.values = keys, values
-        mask = torch.zeros((len(items), width), dtype=torch.long, device=self.b.device)
-        for i, (_, p) in enumerate(items):
-            mask[i, width - p.kv[0][0].shape[-2]:] = 1
+        cache, mask = from_rows(self.b.model.config, [p.kv for _, p in items], self.b.device)
         vocab = self.b.model.get_output_embeddings().weight.shape[0]
         logits = torch.zeros((len(items), vocab), device=self.b.device)  # unused: forced ids come first
         rows = [_Row(tag, p.machine, None) for tag, p in items]
@@ -165,17 +158,15 @@ class DecodeLoop:
         if self.cache is None:
             self.cache, self.mask, self.logits = cache, mask, logits
         else:
-            self.mask = _merge_caches(self.cache, self.mask, cache, mask)
+            self.mask = merge_into(self.cache, self.mask, cache, mask)
             self.logits = torch.cat([self.logits, logits.to(self.logits.dtype)])
         self.rows += rows
 
     def _prefill(self, seqs: list[list[int]]):
-        from transformers import DynamicCache
-
         b, dev = self.b, self.b.device
         ids, mask = left_pad_batch(seqs, b.pad_id)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=b.model.config)
+        cache = new_cache(b.model.config)
         mask = mask.to(dev)
         out = b.model(input_ids=ids.to(dev), attention_mask=mask, position_ids=pos.to(dev),
                       use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})
@@ -269,7 +260,7 @@ class DecodeLoop:
         if first >= 32:
             self.mask = self.mask[:, first:]
             for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+                layer.drop_leading(first)
 
     def _sample(self) -> list:
         """Each row's sampled id (None where forced ids come next; an exception where it failed)."""
@@ -292,27 +283,3 @@ def left_pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
         ids[i, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
         mask[i, width - len(s):] = 1
     return ids, mask
-
-
-def _merge_caches(cache, mask: torch.Tensor, new_cache, new_mask: torch.Tensor) -> torch.Tensor:
-    """Append the rows of ``new_cache`` to ``cache`` (in place), left-padding the shorter side.
-
-    Padding slots are masked out, and position ids are explicit, so a row's outputs do not
-    depend on how many columns sit to its left.
-    """
-    width = max(mask.shape[1], new_mask.shape[1])
-    for layer, new in zip(cache.layers, new_cache.layers):
-        layer.keys = torch.cat([_left_pad(layer.keys, width), _left_pad(new.keys, width)])
-        layer.values = torch.cat([_left_pad(layer.values, width), _left_pad(new.values, width)])
-    return torch.cat([_left_pad(mask, width), _left_pad(new_mask, width)])
-
-
-def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
-    """Zero-pad the sequence axis (dim -2 for KV [B,H,T,D], dim -1 for masks [B,T]) on the left."""
-    axis = -2 if t.dim() == 4 else -1
-    missing = width - t.shape[axis]
-    if missing == 0:
-        return t
-    shape = list(t.shape)
-    shape[axis] = missing
-    return torch.cat([t.new_zeros(shape), t], dim=axis)
