@@ -109,6 +109,7 @@ def findings(ctx: dict[str, Any]) -> dict[str, Any]:
     for sel in cfg.ablations:
         other = per_problem(read_samples(evals[sel]["samples"]), budget=budgets["full"])
         out["ablations"][sel] = {**accuracy_ci(other), "s1k_vs": paired(full, other)}
+    out["base_loss"] = (ctx.get("bases") or {}).get("base_large", {}).get("final_loss")
     out["waits"] = wait_effects(main, budgets["full"], [w for w in cfg.waits if w > 0])
     out["curve"] = curve_dips(main, budgets["caps"])
     out["sequential_vs_parallel"] = sequential_vs_parallel(main, budgets["full"])
@@ -120,6 +121,10 @@ def findings(ctx: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 WAIT_TOLERANCE = 3.0  # points: "full + 1 Wait >= full - 3" and "every cap >= the previous cap - 3"
+BASE_LOSS_LEARNED = 0.03
+"""The large base's final pre-training loss below which it had learned the steps in every measured run
+(0.0125-0.021; the runs that had not: 0.038 and 0.051, docs/learnability.md findings 8 and 12): above
+it, SFT has nothing to elicit and the other findings say little about budget forcing."""
 
 
 def wait_effects(samples: list[dict[str, Any]], full: int, waits: list[int]) -> dict[str, Any]:
@@ -239,6 +244,10 @@ def finding_rows(f: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(_row(f"s1k_vs_{sel}", f"s1K selection vs {sel}-1K (data ablation)",
                          _vs(d) + f", p={d['p_value']:.3f}", _ci(d), d["ci_low"] > 0, verdict))
     rows += _curve_rows(f.get("curve") or {}) + _wait_rows(f.get("waits") or {})
+    if f.get("base_loss") is not None:
+        rows.insert(0, _row("base_learned", f"precondition: the large base learned its corpus (final pre-training "
+                            f"loss <= {BASE_LOSS_LEARNED:g}; above it, rerun with more base_steps)",
+                            f"{f['base_loss']:.4f}", "", f["base_loss"] <= BASE_LOSS_LEARNED))
     sp = f.get("sequential_vs_parallel") or {}
     if sp:
         d = sp["bf_vs_mv"]

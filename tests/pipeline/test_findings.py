@@ -76,6 +76,10 @@ def test_rows_and_seeds_table(samples, tmp_path):
     assert by_key["wait1_no_harm"]["holds"] and by_key["curve_vs_cap0"]["holds"] and by_key["bf_vs_mv"]["holds"]
     assert by_key["wait1_fixed"]["measured"].startswith("50.0% (10/20)")
     assert len(rows_markdown(rows)) == len(rows) + 2
+    assert "base_learned" not in by_key  # no base loss recorded: no precondition row
+    stuck = {r["key"]: r for r in finding_rows({**f, "base_loss": 0.0507})}
+    assert stuck["base_learned"]["verdict"] == "does not hold" and stuck["base_learned"]["measured"] == "0.0507"
+    assert finding_rows({**f, "base_loss": 0.021})[0]["holds"] is True
     worse = json.loads(json.dumps(rows))
     worse[0].update(verdict="does not hold", holds=False)
     out = write_combined(tmp_path, {0: {"rows": rows, "wall_seconds": 600}, 1: {"rows": worse, "wall_seconds": 660}})
