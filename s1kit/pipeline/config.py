@@ -30,6 +30,10 @@ class RunConfig:
     output_dir: str = field(default="runs/tiny", metadata=_doc("Folder of every stage's outputs and the report."))
     seed: int = field(default=0, metadata=_doc("Seed of the pool, the models and the selection. Range: >= 0."))
     threads: int = field(default=2, metadata=_doc("torch CPU threads. Range: >= 1."))
+    stage_workers: int = field(default=2, metadata=_doc(
+        "Processes for independent stages (base_small beside base_large, the first ablation's SFT beside "
+        "s1K's), each with `threads` torch threads, so the numbers do not change; 1: one after another. "
+        "Range: 1-2."))
     # -- the pool (the analogue of s1's 59K questions) --------------------------------------------
     families: tuple[str, ...] = field(default=("add_chain", "count_letter"), metadata=_doc(
         "Synthetic task families (s1kit.synth.tasks); they play s1's sources and domains."))
@@ -122,6 +126,7 @@ class RunConfig:
             raise ConfigError("output_dir", self.output_dir, "a folder path")
         for name in ("seed", "eval_seed"):
             check_int(name, getattr(self, name), 0)
+        check_int("stage_workers", self.stage_workers, 1, 2)
         for name, lo in (("threads", 1), ("pool_per_family", 10), ("base_steps", 1), ("base_small_steps", 1), ("select_n", 1),
                          ("batch_size", 1), ("block_size", 32), ("eval_per_family", 1), ("majority_n", 0),
                          ("rejection_max_attempts", 1), ("eval_batch_size", 1)):

@@ -57,13 +57,23 @@ class Stages:
         self.done: dict[str, dict[str, Any]] = {}
         self.skipped: list[str] = []
 
+    def key(self, params: dict[str, Any], upstream: list[str]) -> str:
+        from s1kit.stagecache import settings_key
+
+        return settings_key({"params": params, "upstream": [self.done[u]["key"] for u in upstream]}, length=16)
+
+    def is_finished(self, name: str, params: dict[str, Any], upstream: list[str]) -> bool:
+        from s1kit.stagecache import StageRecord
+
+        return StageRecord(self.root / name).finished(self.key(params, upstream)) is not None
+
     def run(self, name: str, params: dict[str, Any], upstream: list[str], fn: Callable[[Path], dict[str, Any]]
             ) -> dict[str, Any]:
-        from s1kit.stagecache import StageRecord, settings_key
+        from s1kit.stagecache import StageRecord
 
         folder = self.root / name
         cache = StageRecord(folder)
-        key = settings_key({"params": params, "upstream": [self.done[u]["key"] for u in upstream]}, length=16)
+        key = self.key(params, upstream)
         record = cache.finished(key)
         if record is not None:
             log.info("stage %s: unchanged, reusing %s", name, folder)
@@ -263,6 +273,44 @@ def stage_eval(cfg: RunConfig, model: str, folder: Path, budgets: list[int] | No
 # ---------------------------------------------------------------------------------------------
 
 
+def _base_params(cfg: RunConfig, spec: str, steps: int) -> dict[str, Any]:
+    # keyed on the base corpus's own source, not on the pool's: pool-only settings keep the bases
+    return {"spec": spec, "worked": cfg.base_worked_share, "corpus": CORPUS_FORMAT, "steps": steps, "lr": cfg.base_lr,
+            "batch": cfg.batch_size, "block": cfg.block_size, "seed": cfg.seed,
+            "corpus_source": _pool_source(cfg, sft=False)}
+
+
+def _run_bases(st: Stages, cfg: RunConfig, pool: dict[str, Any]) -> dict[str, Any]:
+    """base_small in a second process beside base_large (s1kit.pipeline.beside)."""
+    from s1kit.pipeline.beside import side_by_side
+
+    corpus = pool["base_corpus_pool"]
+    small = ("base_small", _base_params(cfg, cfg.base_small, cfg.base_small_steps), [], "base",
+             (cfg.base_small, cfg.base_small_steps, corpus))
+    large, small_out = side_by_side(st, cfg, small, lambda: st.run(
+        "base_large", _base_params(cfg, cfg.base_large, cfg.base_steps), [],
+        lambda d: stage_base(cfg, cfg.base_large, cfg.base_steps, corpus, d)))
+    return {"base_small": small_out, "base_large": large}
+
+
+def _run_sft(st: Stages, cfg: RunConfig, bases: dict[str, Any], curated: dict[str, Any]) -> dict[str, Any]:
+    """SFT on s1K and on each ablation; the first ablation in a second process beside s1K's."""
+    from s1kit.pipeline.beside import side_by_side
+
+    params = {"epochs": cfg.sft_epochs, "lr": cfg.sft_lr, "batch": cfg.batch_size, "block": cfg.block_size}
+    upstream, base = ["base_large", "curate"], bases["base_large"]["model"]
+
+    def one(sel: str) -> dict[str, Any]:
+        return st.run(f"sft_{sel}", params, upstream, lambda d: stage_sft(cfg, base, curated[sel], d))
+
+    if not cfg.ablations:
+        return {"s1k": one("s1k")}
+    first = cfg.ablations[0]
+    side = (f"sft_{first}", params, upstream, "sft", (base, curated[first]))
+    s1k, side_out = side_by_side(st, cfg, side, lambda: one("s1k"))
+    return {"s1k": s1k, first: side_out, **{sel: one(sel) for sel in cfg.ablations[1:]}}
+
+
 def run_pipeline(cfg: RunConfig) -> Path:
     """Every stage in order (finished ones reused); returns the path of the HTML report."""
     import torch
@@ -278,25 +326,13 @@ def run_pipeline(cfg: RunConfig) -> Path:
     pool = st.run("pool", {"source": _pool_source(cfg), "eval": [cfg.eval_per_family, cfg.eval_seed, list(cfg.eval_levels)],
                            "base_corpus": _pool_source(cfg, sft=False)}, [],
                   lambda d: stage_pool(cfg, d))
-    bases = {}
-    for name, spec, steps in (("base_small", cfg.base_small, cfg.base_small_steps),
-                              ("base_large", cfg.base_large, cfg.base_steps)):
-        # keyed on the base corpus's own source, not on the pool's: pool-only settings keep the bases
-        params = {"spec": spec, "worked": cfg.base_worked_share, "corpus": CORPUS_FORMAT, "steps": steps, "lr": cfg.base_lr,
-                  "batch": cfg.batch_size, "block": cfg.block_size, "seed": cfg.seed,
-                  "corpus_source": _pool_source(cfg, sft=False)}
-        bases[name] = st.run(name, params, [],
-                             lambda d, s=spec, n=steps: stage_base(cfg, s, n, pool["base_corpus_pool"], d))
+    bases = _run_bases(st, cfg, pool)
     cur_params = {"n": cfg.select_n, "seed": cfg.seed, "ablations": list(cfg.ablations),
                   "half_life": cfg.select_half_life, "ablation_from": cfg.ablation_from}
     curated = st.run("curate", cur_params, ["pool", "base_small", "base_large"],
                      lambda d: stage_curate(cfg, pool, [bases["base_small"]["model"], bases["base_large"]["model"]], d))
     budgets = budgets_for(cfg, curated["selection_stats"]["s1k"])
-    sft, evals = {}, {}
-    for sel in ("s1k", *cfg.ablations):
-        params = {"epochs": cfg.sft_epochs, "lr": cfg.sft_lr, "batch": cfg.batch_size, "block": cfg.block_size}
-        sft[sel] = st.run(f"sft_{sel}", params, ["base_large", "curate"],
-                          lambda d, s=sel: stage_sft(cfg, bases["base_large"]["model"], curated[s], d))
+    sft, evals = _run_sft(st, cfg, bases, curated), {}
     eval_common = {"n": cfg.eval_per_family, "seed": cfg.eval_seed, "levels": list(cfg.eval_levels), "prefix": cfg.forced_answer_prefix}
     main_params = {**eval_common, "budgets": budgets, "waits": list(cfg.waits), "majority_n": cfg.majority_n,
                    "majority_t": cfg.majority_temperature, "rejection_attempts": cfg.rejection_max_attempts}

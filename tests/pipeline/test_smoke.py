@@ -94,6 +94,28 @@ def test_pool_only_settings_keep_the_base_models(smoke_run, tmp_path):
         replace(cfg, pool_correction_rates=("count_letter=1.5",))
 
 
+def test_stages_side_by_side_give_the_same_models_as_one_after_another(smoke_run, tmp_path, caplog):
+    """base_small and the ablation's SFT run in a second process (stage_workers 2, the default):
+    every model is byte-identical to a run with stage_workers 1."""
+    import logging
+    from dataclasses import replace
+
+    from s1kit.pipeline.run import run_pipeline
+
+    cfg, out, _ = smoke_run
+    assert cfg.stage_workers == 2
+    with caplog.at_level(logging.INFO, logger="s1kit.pipeline.beside"):
+        run_pipeline(replace(cfg, output_dir=str(tmp_path / "again")))
+    assert sum("running beside" in r.getMessage() for r in caplog.records) == 2
+    run_pipeline(replace(cfg, output_dir=str(tmp_path / "serial"), stage_workers=1))
+    for stage in ("base_small", "base_large", "sft_s1k", "sft_random"):
+        ours = (tmp_path / "again" / stage / "model" / "model.safetensors").read_bytes()
+        assert ours == (tmp_path / "serial" / stage / "model" / "model.safetensors").read_bytes(), stage
+        assert ours == (out / stage / "model" / "model.safetensors").read_bytes(), stage
+    with pytest.raises(ConfigError, match="stage_workers"):
+        replace(cfg, stage_workers=3)
+
+
 def test_rerun_reuses_every_stage(smoke_run):
     from s1kit.pipeline.run import run_pipeline
 
