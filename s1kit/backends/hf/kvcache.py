@@ -50,11 +50,11 @@ class GrowingLayer(DynamicLayer):
             self.lazy_initialization(key_states, value_states)
         n, add = self.get_seq_length(), key_states.shape[-2]
         if self.kbuf is None or n + add > self.capacity or self.kbuf.shape[0] != key_states.shape[0]:
-            live = [(self.keys, self.values)] if n else []
+            old_k, old_v = self.keys, self.values  # views of the old buffers (None before the first write)
             self._allocate(key_states.shape[0], n + add, key_states, value_states)
             if n:
-                self.kbuf[:, :, :n].copy_(live[0][0])
-                self.vbuf[:, :, :n].copy_(live[0][1])
+                self.kbuf[:, :, :n].copy_(old_k)
+                self.vbuf[:, :, :n].copy_(old_v)
         self.kbuf[:, :, n:n + add].copy_(key_states)
         self.vbuf[:, :, n:n + add].copy_(value_states)
         self._view(n + add)
