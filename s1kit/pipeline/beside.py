@@ -1,6 +1,6 @@
 """Two independent stages side by side: one in a spawned second process, the other in this one.
 
-    base_large, base_small = side_by_side(st, cfg, ("base_small", params, [], "base", args), run_large)
+    base_large, base_small = side_by_side(st, cfg, ("base_small", params, [], stage_base, args), run_large)
 
 The embedded default trains on one torch thread (``threads: 1``: with two the float order, and so
 the run, differs), which leaves the second core of a 2-core machine idle. Each process here runs
@@ -18,14 +18,9 @@ from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
-Side = tuple[str, dict[str, Any], list[str], str, tuple[Any, ...]]
-"""(stage name, params, upstream stage names, job kind, the job's arguments before its folder)."""
-
-
-def _jobs() -> dict[str, Callable[..., dict[str, Any]]]:
-    from s1kit.pipeline.run import stage_base, stage_sft
-
-    return {"base": stage_base, "sft": stage_sft}
+Side = tuple[str, dict[str, Any], list[str], Callable[..., dict[str, Any]], tuple[Any, ...]]
+"""(stage name, params, upstream stage names, the stage function, its arguments between cfg and its folder).
+The function must be a module-level one (the spawned process imports it by name)."""
 
 
 def _child(root: str, side: Side, records: dict[str, Any], cfg: Any) -> None:
@@ -35,24 +30,18 @@ def _child(root: str, side: Side, records: dict[str, Any], cfg: Any) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(cfg.threads)
-    name, params, upstream, kind, args = side
+    name, params, upstream, job, args = side
     st = Stages(Path(root))
     st.done.update(records)
-    job = _jobs()[kind]
     st.run(name, params, upstream, lambda d: job(cfg, *args, d))
 
 
 def side_by_side(st: Any, cfg: Any, side: Side, here: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
     """Run stage ``side`` in a second process while ``here()`` runs in this one; returns
     (``here()``'s result, the side stage's outputs). A side stage that fails stops the run."""
-    name, params, upstream, kind, args = side
-    job = _jobs()[kind]
-
-    def side_here() -> dict[str, Any]:
-        return st.run(name, params, upstream, lambda d: job(cfg, *args, d))
-
-    if cfg.stage_workers < 2 or st.is_finished(name, params, upstream):
-        outputs = side_here()
+    name, params, upstream, job, args = side
+    if cfg.stage_workers < 2 or st.finished(name, params, upstream) is not None:
+        outputs = st.run(name, params, upstream, lambda d: job(cfg, *args, d))
         return here(), outputs
     records = {u: st.done[u] for u in upstream}
     proc = multiprocessing.get_context("spawn").Process(
@@ -68,6 +57,4 @@ def side_by_side(st: Any, cfg: Any, side: Side, here: Callable[[], Any]) -> tupl
     proc.join()
     if proc.exitcode != 0:
         raise RuntimeError(f"stage {name} failed in its own process (exit code {proc.exitcode}); its log is above")
-    outputs = side_here()  # the record the second process wrote
-    st.skipped.remove(name)
-    return result, outputs
+    return result, st.adopt(name, params, upstream)  # the record the second process wrote

@@ -62,10 +62,19 @@ class Stages:
 
         return settings_key({"params": params, "upstream": [self.done[u]["key"] for u in upstream]}, length=16)
 
-    def is_finished(self, name: str, params: dict[str, Any], upstream: list[str]) -> bool:
+    def finished(self, name: str, params: dict[str, Any], upstream: list[str]) -> dict[str, Any] | None:
+        """The stage's record if it finished with these params (by this process or another), else None."""
         from s1kit.stagecache import StageRecord
 
-        return StageRecord(self.root / name).finished(self.key(params, upstream)) is not None
+        return StageRecord(self.root / name).finished(self.key(params, upstream))
+
+    def adopt(self, name: str, params: dict[str, Any], upstream: list[str]) -> dict[str, Any]:
+        """The outputs of a stage another process has just finished (read from its stage.json)."""
+        record = self.finished(name, params, upstream)
+        if record is None:
+            raise RuntimeError(f"stage {name}: no finished record in {self.root / name}")
+        self.done[name] = record
+        return record["outputs"]
 
     def run(self, name: str, params: dict[str, Any], upstream: list[str], fn: Callable[[Path], dict[str, Any]]
             ) -> dict[str, Any]:
@@ -285,7 +294,7 @@ def _run_bases(st: Stages, cfg: RunConfig, pool: dict[str, Any]) -> dict[str, An
     from s1kit.pipeline.beside import side_by_side
 
     corpus = pool["base_corpus_pool"]
-    small = ("base_small", _base_params(cfg, cfg.base_small, cfg.base_small_steps), [], "base",
+    small = ("base_small", _base_params(cfg, cfg.base_small, cfg.base_small_steps), [], stage_base,
              (cfg.base_small, cfg.base_small_steps, corpus))
     large, small_out = side_by_side(st, cfg, small, lambda: st.run(
         "base_large", _base_params(cfg, cfg.base_large, cfg.base_steps), [],
@@ -306,7 +315,7 @@ def _run_sft(st: Stages, cfg: RunConfig, bases: dict[str, Any], curated: dict[st
     if not cfg.ablations:
         return {"s1k": one("s1k")}
     first = cfg.ablations[0]
-    side = (f"sft_{first}", params, upstream, "sft", (base, curated[first]))
+    side = (f"sft_{first}", params, upstream, stage_sft, (base, curated[first]))
     s1k, side_out = side_by_side(st, cfg, side, lambda: one("s1k"))
     return {"s1k": s1k, first: side_out, **{sel: one(sel) for sel in cfg.ablations[1:]}}
 
